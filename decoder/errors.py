@@ -31,8 +31,14 @@ class UnsupportedLayersError(DecoderError):
 
     def __init__(self, layers: list[tuple[str, str]], path: str | os.PathLike[str] | None = None) -> None:
         self.layers = layers
-        listed = ", ".join(f"{name!r} ({kind})" for name, kind in layers)
-        super().__init__(f"unsupported layer types, nothing written: {listed}", path)
+        by_type: dict[str, list[str]] = {}
+        for name, kind in layers:
+            by_type.setdefault(kind, []).append(name)
+        parts = []
+        for kind, names in by_type.items():
+            shown = ", ".join(repr(n) for n in names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            parts.append(f"{kind} (layer {shown})" if len(names) == 1 else f"{kind} (layers {shown})")
+        super().__init__(f"unsupported layer type(s), nothing written: {'; '.join(parts)}", path)
 
 
 def make_sure(condition: object, message: str, path: str | os.PathLike[str] | None = None) -> None:

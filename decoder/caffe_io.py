@@ -1,0 +1,297 @@
+"""Reading Caffe files without Caffe: prototxt (text), caffemodel (binary), binaryproto.
+
+Everything here returns the modern (V2, ``layer``) form of a net, whatever the file's
+vintage: V1 nets (``layers`` with an enum ``type``) are upgraded the way Caffe's
+``upgrade_proto.cpp`` does, and the legacy ``input``/``input_shape``/``input_dim``
+header becomes explicit :class:`NetInput` entries. Weights are matched to deploy layers
+BY LAYER NAME, as Caffe's ``Net::CopyTrainedLayersFrom`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+
+from decoder.caffe_proto import caffe_pb2
+from decoder.errors import DecoderError
+
+PathLike = str | os.PathLike[str]
+
+# V1LayerParameter.LayerType -> V2 type string (upgrade_proto.cpp UpgradeV1LayerType).
+V1_TYPE_NAMES: dict[int, str] = {
+    caffe_pb2.V1LayerParameter.ABSVAL: "AbsVal",
+    caffe_pb2.V1LayerParameter.ACCURACY: "Accuracy",
+    caffe_pb2.V1LayerParameter.ARGMAX: "ArgMax",
+    caffe_pb2.V1LayerParameter.BNLL: "BNLL",
+    caffe_pb2.V1LayerParameter.CONCAT: "Concat",
+    caffe_pb2.V1LayerParameter.CONTRASTIVE_LOSS: "ContrastiveLoss",
+    caffe_pb2.V1LayerParameter.CONVOLUTION: "Convolution",
+    caffe_pb2.V1LayerParameter.DATA: "Data",
+    caffe_pb2.V1LayerParameter.DECONVOLUTION: "Deconvolution",
+    caffe_pb2.V1LayerParameter.DROPOUT: "Dropout",
+    caffe_pb2.V1LayerParameter.DUMMY_DATA: "DummyData",
+    caffe_pb2.V1LayerParameter.EUCLIDEAN_LOSS: "EuclideanLoss",
+    caffe_pb2.V1LayerParameter.ELTWISE: "Eltwise",
+    caffe_pb2.V1LayerParameter.EXP: "Exp",
+    caffe_pb2.V1LayerParameter.FLATTEN: "Flatten",
+    caffe_pb2.V1LayerParameter.HDF5_DATA: "HDF5Data",
+    caffe_pb2.V1LayerParameter.HDF5_OUTPUT: "HDF5Output",
+    caffe_pb2.V1LayerParameter.HINGE_LOSS: "HingeLoss",
+    caffe_pb2.V1LayerParameter.IM2COL: "Im2col",
+    caffe_pb2.V1LayerParameter.IMAGE_DATA: "ImageData",
+    caffe_pb2.V1LayerParameter.INFOGAIN_LOSS: "InfogainLoss",
+    caffe_pb2.V1LayerParameter.INNER_PRODUCT: "InnerProduct",
+    caffe_pb2.V1LayerParameter.LRN: "LRN",
+    caffe_pb2.V1LayerParameter.MEMORY_DATA: "MemoryData",
+    caffe_pb2.V1LayerParameter.MULTINOMIAL_LOGISTIC_LOSS: "MultinomialLogisticLoss",
+    caffe_pb2.V1LayerParameter.MVN: "MVN",
+    caffe_pb2.V1LayerParameter.POOLING: "Pooling",
+    caffe_pb2.V1LayerParameter.POWER: "Power",
+    caffe_pb2.V1LayerParameter.RELU: "ReLU",
+    caffe_pb2.V1LayerParameter.SIGMOID: "Sigmoid",
+    caffe_pb2.V1LayerParameter.SIGMOID_CROSS_ENTROPY_LOSS: "SigmoidCrossEntropyLoss",
+    caffe_pb2.V1LayerParameter.SILENCE: "Silence",
+    caffe_pb2.V1LayerParameter.SOFTMAX: "Softmax",
+    caffe_pb2.V1LayerParameter.SOFTMAX_LOSS: "SoftmaxWithLoss",
+    caffe_pb2.V1LayerParameter.SPLIT: "Split",
+    caffe_pb2.V1LayerParameter.SLICE: "Slice",
+    caffe_pb2.V1LayerParameter.TANH: "TanH",
+    caffe_pb2.V1LayerParameter.WINDOW_DATA: "WindowData",
+    caffe_pb2.V1LayerParameter.THRESHOLD: "Threshold",
+}
+
+# Parameter messages that V1 and V2 layers share (same message type, same field name).
+_SHARED_PARAM_FIELDS: tuple[str, ...] = tuple(
+    f.name
+    for f in caffe_pb2.V1LayerParameter.DESCRIPTOR.fields
+    if f.name.endswith("_param") and f.name in caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
+)
+
+
+@dataclass(frozen=True)
+class NetInput:
+    """One input blob of a deploy net: its name and declared shape (batch first)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class CaffeNet:
+    """A deploy net in V2 form, with the weights that matched its layers by name."""
+
+    name: str
+    inputs: list[NetInput]
+    layers: list[caffe_pb2.LayerParameter]
+    weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    prototxt: str = ""
+    caffemodel: str = ""
+
+
+def _read_bytes(path: PathLike, what: str) -> bytes:
+    p = Path(path)
+    if p.is_dir():
+        raise DecoderError(f"is a directory, expected a {what} file", p)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise DecoderError(f"{what} file not found", p) from None
+    except OSError as exc:
+        raise DecoderError(f"cannot read {what} file ({exc.strerror})", p) from None
+    if not data.strip():
+        raise DecoderError(f"empty {what} file", p)
+    return data
+
+
+def parse_prototxt(text: str, path: PathLike | None = None) -> caffe_pb2.NetParameter:
+    """Parse protobuf text into a NetParameter; syntax errors keep their line and column."""
+    net = caffe_pb2.NetParameter()
+    try:
+        text_format.Parse(text, net)
+    except text_format.ParseError as exc:
+        raise DecoderError(f"not a valid Caffe prototxt: {exc}", path) from None
+    return net
+
+
+def read_prototxt(path: PathLike) -> caffe_pb2.NetParameter:
+    """Read a (deploy or train_val) prototxt, refusing binary files with a clear message."""
+    data = _read_bytes(path, "prototxt")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecoderError("is binary, not a text prototxt (is this the .caffemodel?)", path) from None
+    if "\x00" in text:
+        raise DecoderError("is binary, not a text prototxt (is this the .caffemodel?)", path)
+    return parse_prototxt(text, path)
+
+
+def read_caffemodel(path: PathLike) -> caffe_pb2.NetParameter:
+    """Read trained weights (binary NetParameter), refusing text and garbage clearly."""
+    data = _read_bytes(path, "caffemodel")
+    head = data[:200].lstrip()
+    if head.startswith((b"name:", b"layer", b"input", b"layers", b"#")):
+        raise DecoderError("is a text prototxt, not a binary .caffemodel", path)
+    if head.startswith(b"version https://git-lfs"):
+        raise DecoderError("is a Git LFS pointer, not the weights; run `git lfs pull`", path)
+    net = caffe_pb2.NetParameter()
+    try:
+        net.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise DecoderError(f"not a valid .caffemodel (truncated or corrupt: {exc})", path) from None
+    if not net.layer and not net.layers:
+        raise DecoderError("not a valid .caffemodel: it holds no layers", path)
+    return net
+
+
+def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
+    """A BlobProto as float32, shaped by ``shape`` or by the legacy num/channels/height/width."""
+    values = np.asarray(blob.data if len(blob.data) else blob.double_data, dtype=np.float32)
+    if blob.HasField("shape"):
+        shape = tuple(int(d) for d in blob.shape.dim)
+    elif blob.num or blob.channels or blob.height or blob.width:
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    else:
+        shape = (values.size,)
+    if int(np.prod(shape, dtype=np.int64)) != values.size:
+        raise DecoderError(f"blob declares shape {list(shape)} but holds {values.size} values")
+    return values.reshape(shape)
+
+
+def read_binaryproto(path: PathLike) -> np.ndarray:
+    """Read a mean.binaryproto (BlobProto) as a float32 array in its declared shape."""
+    data = _read_bytes(path, "binaryproto")
+    blob = caffe_pb2.BlobProto()
+    try:
+        blob.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise DecoderError(f"not a valid .binaryproto blob ({exc})", path) from None
+    try:
+        array = blob_to_array(blob)
+    except DecoderError as exc:
+        raise DecoderError(exc.message, path) from None
+    if array.size == 0:
+        raise DecoderError("the blob holds no values", path)
+    return array
+
+
+def upgrade_v1_layer(v1: caffe_pb2.V1LayerParameter) -> caffe_pb2.LayerParameter:
+    """One V1 layer in V2 form (upgrade_proto.cpp UpgradeV1LayerParameter)."""
+    if v1.HasField("layer"):
+        raise DecoderError(f"layer {v1.layer.name!r} uses the V0 format (pre-2014), which is not supported yet")
+    layer = caffe_pb2.LayerParameter(name=v1.name, type=V1_TYPE_NAMES.get(v1.type, f"V1:{v1.type}"))
+    layer.bottom.extend(v1.bottom)
+    layer.top.extend(v1.top)
+    layer.include.extend(v1.include)
+    layer.exclude.extend(v1.exclude)
+    layer.blobs.extend(v1.blobs)
+    layer.loss_weight.extend(v1.loss_weight)
+    for name in _SHARED_PARAM_FIELDS:
+        if v1.HasField(name):
+            getattr(layer, name).CopyFrom(getattr(v1, name))
+    return layer
+
+
+def upgraded_layers(net: caffe_pb2.NetParameter) -> list[caffe_pb2.LayerParameter]:
+    """The net's layers in V2 form, whichever field (``layer`` or V1 ``layers``) holds them."""
+    if net.layer and net.layers:
+        raise DecoderError("the net mixes V2 `layer` and V1 `layers` fields")
+    if net.layers:
+        return [upgrade_v1_layer(v1) for v1 in net.layers]
+    return list(net.layer)
+
+
+def _state_meets_rule(rule: caffe_pb2.NetStateRule, phase: int) -> bool:
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    # Deploy nets run at level 0 with no stages (Caffe's default NetState).
+    if rule.HasField("min_level") and rule.min_level > 0:
+        return False
+    if rule.HasField("max_level") and rule.max_level < 0:
+        return False
+    return not rule.stage
+
+
+def layer_in_phase(layer: caffe_pb2.LayerParameter, phase: int = caffe_pb2.TEST) -> bool:
+    """Caffe's Net::StateMeetsRule for our default state (phase, level 0, no stages)."""
+    if layer.include:
+        return any(_state_meets_rule(rule, phase) for rule in layer.include)
+    return not any(_state_meets_rule(rule, phase) for rule in layer.exclude)
+
+
+def net_inputs(net: caffe_pb2.NetParameter, layers: Iterable[caffe_pb2.LayerParameter]) -> list[NetInput]:
+    """The legacy header inputs plus those of Input layers, with their declared shapes."""
+    inputs: list[NetInput] = []
+    names = list(net.input)
+    if names:
+        if net.input_shape:
+            if len(net.input_shape) not in (1, len(names)):
+                raise DecoderError(f"{len(names)} inputs but {len(net.input_shape)} input_shape entries")
+            shapes = [tuple(int(d) for d in s.dim) for s in net.input_shape]
+            if len(shapes) == 1:
+                shapes *= len(names)
+        elif net.input_dim:
+            dims = [int(d) for d in net.input_dim]
+            if len(dims) != 4 * len(names):
+                raise DecoderError(f"{len(names)} inputs need {4 * len(names)} input_dim values, got {len(dims)}")
+            shapes = [tuple(dims[4 * i : 4 * i + 4]) for i in range(len(names))]
+        else:
+            raise DecoderError(f"input {names[0]!r} has no input_shape or input_dim")
+        inputs.extend(NetInput(n, s) for n, s in zip(names, shapes, strict=True))
+    for layer in layers:
+        if layer.type != "Input":
+            continue
+        shapes = [tuple(int(d) for d in s.dim) for s in layer.input_param.shape]
+        if not shapes:
+            raise DecoderError(f"Input layer {layer.name!r} declares no shape")
+        if len(shapes) == 1:
+            shapes *= len(layer.top)
+        if len(shapes) != len(layer.top):
+            raise DecoderError(f"Input layer {layer.name!r} has {len(layer.top)} tops but {len(shapes)} shapes")
+        inputs.extend(NetInput(t, s) for t, s in zip(layer.top, shapes, strict=True))
+    return inputs
+
+
+def read_weights(path: PathLike) -> dict[str, list[np.ndarray]]:
+    """Every layer's blobs by layer name; the first layer of a name wins, as in Caffe."""
+    net = read_caffemodel(path)
+    weights: dict[str, list[np.ndarray]] = {}
+    try:
+        for layer in upgraded_layers(net):
+            if layer.blobs and layer.name not in weights:
+                weights[layer.name] = [blob_to_array(b) for b in layer.blobs]
+    except DecoderError as exc:
+        raise DecoderError(exc.message, path) from None
+    return weights
+
+
+def load_net(prototxt: PathLike, caffemodel: PathLike | None) -> CaffeNet:
+    """The deploy net (TEST phase) with its weights matched by layer name."""
+    proto = read_prototxt(prototxt)
+    try:
+        layers = [layer for layer in upgraded_layers(proto) if layer_in_phase(layer)]
+        inputs = net_inputs(proto, layers)
+    except DecoderError as exc:
+        raise DecoderError(exc.message, prototxt) from None
+    if not layers:
+        raise DecoderError("the prototxt defines no layers", prototxt)
+    if not inputs:
+        raise DecoderError(
+            "the net declares no input (no `input:` header and no Input layer); "
+            "is this a train_val prototxt? convert the deploy prototxt",
+            prototxt,
+        )
+    weights = read_weights(caffemodel) if caffemodel is not None else {}
+    return CaffeNet(
+        name=proto.name,
+        inputs=inputs,
+        layers=[layer for layer in layers if layer.type != "Input"],
+        weights=weights,
+        prototxt=str(prototxt),
+        caffemodel="" if caffemodel is None else str(caffemodel),
+    )

@@ -1,0 +1,155 @@
+"""Caffe net -> ONNX graph, through the per-layer registry in :mod:`decoder.layers`.
+
+The driver first checks the whole net (every unsupported layer type, every deploy layer
+that needs weights and has none) and reports all problems at once, then converts layer by
+layer. The graph's inputs are the Caffe input blobs (NCHW float32, dynamic batch ``N``);
+its outputs are the net's output blobs under their Caffe names, in prototxt order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+from onnx import TensorProto, helper
+
+import decoder.layers  # noqa: F401  (registers every converter)
+from decoder.caffe_io import CaffeNet
+from decoder.errors import DecoderError, UnsupportedLayersError
+from decoder.layers.context import ConversionContext
+from decoder.layers.registry import get_converter
+
+#: Opset 17: every op we emit has its current semantics there (Softmax on one axis since
+#: 13), and ONNX Runtime >= 1.12, OpenCV >= 4.7 and TensorRT >= 8.5 all load it.
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+
+#: Layers that only exist for training; a deploy prototxt may still carry them.
+TRAINING_ONLY_TYPES = frozenset(
+    {
+        "Data",
+        "ImageData",
+        "HDF5Data",
+        "HDF5Output",
+        "MemoryData",
+        "WindowData",
+        "DummyData",
+        "Accuracy",
+        "SoftmaxWithLoss",
+        "EuclideanLoss",
+        "HingeLoss",
+        "InfogainLoss",
+        "MultinomialLogisticLoss",
+        "SigmoidCrossEntropyLoss",
+        "ContrastiveLoss",
+    }
+)
+
+
+@dataclass
+class ConvertedGraph:
+    """The ONNX model and where each Caffe layer's tops live in it."""
+
+    model: onnx.ModelProto
+    outputs: list[str]
+    layer_tops: dict[str, list[str]] = field(default_factory=dict)
+    layer_types: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def check_convertible(net: CaffeNet) -> list[str]:
+    """Raise for every unsupported layer or missing weights at once; return skipped layer names."""
+    unsupported: list[tuple[str, str]] = []
+    missing: list[str] = []
+    skipped: list[str] = []
+    for layer in net.layers:
+        if layer.type in TRAINING_ONLY_TYPES:
+            skipped.append(layer.name)
+            continue
+        converter = get_converter(layer.type)
+        if converter is None:
+            unsupported.append((layer.name, layer.type or "<no type>"))
+        elif converter.needs_weights and not net.weights.get(layer.name):
+            missing.append(layer.name)
+    if unsupported:
+        raise UnsupportedLayersError(unsupported, net.prototxt or None)
+    if missing and net.caffemodel:
+        names = ", ".join(repr(m) for m in missing)
+        raise DecoderError(
+            f"no weights for layer(s) {names} of {net.prototxt}: the deploy layer names must match the "
+            "trained layers (Caffe silently keeps random weights for a renamed layer)",
+            net.caffemodel,
+        )
+    return skipped
+
+
+def net_outputs(net: CaffeNet, skipped: set[str]) -> list[str]:
+    """Blobs written and never read afterwards, ordered by their final write (prototxt order)."""
+    available: dict[str, int] = {}
+    order = 0
+    for layer in net.layers:
+        if layer.name in skipped:
+            continue
+        for bottom in layer.bottom:
+            available.pop(bottom, None)
+        for top in layer.top:
+            available.pop(top, None)
+            available[top] = order
+            order += 1
+    return sorted(available, key=available.__getitem__)
+
+
+def convert_net(net: CaffeNet, opset: int = DEFAULT_OPSET, batch: int | None = None) -> ConvertedGraph:
+    """Convert a loaded Caffe net to a checked ONNX model (dynamic batch unless ``batch``)."""
+    if opset < MIN_OPSET:
+        raise DecoderError(f"opset {opset} is too old: Caffe's Softmax needs opset >= {MIN_OPSET}")
+    skipped = check_convertible(net)
+    skipped_set = set(skipped)
+    ctx = ConversionContext(net, opset, batch)
+    layer_types: dict[str, str] = {}
+    for index, layer in enumerate(net.layers):
+        if layer.name in skipped_set:
+            continue
+        converter = get_converter(layer.type)
+        assert converter is not None  # checked above
+        ctx.begin_layer(index, layer)
+        try:
+            converter.convert(layer, ctx)
+            ctx.end_layer()
+        except DecoderError as exc:
+            raise DecoderError(exc.message, net.prototxt or None) from None
+        layer_types[layer.name] = layer.type
+    outputs = net_outputs(net, skipped_set)
+    if not outputs:
+        raise DecoderError("the net has no output blob", net.prototxt or None)
+    graph_inputs = [
+        helper.make_tensor_value_info(i.name, TensorProto.FLOAT, list(ctx.shape(i.name))) for i in net.inputs
+    ]
+    graph_outputs = [
+        helper.make_tensor_value_info(ctx.current[o], TensorProto.FLOAT, list(ctx.shape(ctx.current[o])))
+        for o in outputs
+    ]
+    graph = helper.make_graph(ctx.nodes, net.name or "caffe_net", graph_inputs, graph_outputs, ctx.initializers)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="decoder",
+        producer_version=_version(),
+    )
+    model.ir_version = min(model.ir_version, _max_ir_version(opset))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise DecoderError(f"internal error: the converted graph fails onnx.checker ({exc})") from None
+    return ConvertedGraph(model, [ctx.current[o] for o in outputs], dict(ctx.layer_tops), layer_types, skipped)
+
+
+def _version() -> str:
+    from decoder import __version__
+
+    return __version__
+
+
+def _max_ir_version(opset: int) -> int:
+    """The oldest IR version that carries ``opset``, so older runtimes can load the file."""
+    return int(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]))

@@ -1,0 +1,72 @@
+"""Convolution: Caffe's kernel/stride/pad/dilation (scalars or _h/_w), group, bias_term."""
+
+from __future__ import annotations
+
+from decoder.caffe_proto import caffe_pb2
+from decoder.layers.context import ConversionContext
+from decoder.layers.registry import register
+
+
+def spatial_params(param: caffe_pb2.ConvolutionParameter, ctx: ConversionContext) -> dict[str, list[int]]:
+    """kernel, stride, pad, dilation as [h, w] lists, with Caffe's precedence (_h/_w win)."""
+
+    def pair(repeated: list[int], h_field: str, w_field: str, default: int | None) -> list[int]:
+        if param.HasField(h_field) or param.HasField(w_field):
+            if len(repeated):
+                raise ctx.error(f"sets both {h_field}/{w_field} and the plain form")
+            return [int(getattr(param, h_field)), int(getattr(param, w_field))]
+        values = [int(v) for v in repeated]
+        if not values:
+            if default is None:
+                raise ctx.error("has no kernel_size")
+            return [default, default]
+        if len(values) == 1:
+            return values * 2
+        if len(values) == 2:
+            return values
+        raise ctx.error(f"only 2-D convolution is supported (got {len(values)} spatial values)")
+
+    return {
+        "kernel": pair(list(param.kernel_size), "kernel_h", "kernel_w", None),
+        "stride": pair(list(param.stride), "stride_h", "stride_w", 1),
+        "pad": pair(list(param.pad), "pad_h", "pad_w", 0),
+        "dilation": _dilation(param, ctx),
+    }
+
+
+def _dilation(param: caffe_pb2.ConvolutionParameter, ctx: ConversionContext) -> list[int]:
+    values = [int(v) for v in param.dilation] or [1]
+    if len(values) == 1:
+        return values * 2
+    if len(values) == 2:
+        return values
+    raise ctx.error(f"only 2-D convolution is supported (got {len(values)} dilation values)")
+
+
+@register("Convolution", needs_weights=True)
+def convert_convolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
+    """Conv with Caffe's floor output size; weights [out, in/group, kh, kw]."""
+    param = layer.convolution_param
+    if param.axis != 1:
+        raise ctx.error("only axis 1 (NCHW) convolution is supported")
+    source = ctx.bottom()
+    channels = ctx.static_dims(source)[0]
+    p = spatial_params(param, ctx)
+    group = int(param.group)
+    if group < 1 or channels % group or param.num_output % group:
+        raise ctx.error(f"group {group} does not divide {channels} input channels and {param.num_output} outputs")
+    blobs = ctx.blobs(2 if param.bias_term else 1)
+    weight = ctx.reshape_blob(blobs[0], [param.num_output, channels // group, *p["kernel"]], "weight")
+    inputs = [source, ctx.const(weight, "weight")]
+    if param.bias_term:
+        inputs.append(ctx.const(ctx.reshape_blob(blobs[1], [param.num_output], "bias"), "bias"))
+    ctx.node(
+        "Conv",
+        inputs,
+        [ctx.top()],
+        kernel_shape=p["kernel"],
+        strides=p["stride"],
+        pads=p["pad"] * 2,
+        dilations=p["dilation"],
+        group=group,
+    )
