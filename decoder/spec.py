@@ -63,7 +63,10 @@ class PreprocessSpec:
         expected = {"image": (self.channels, self.height, self.width), "pixel": (self.channels,), "none": None}
         shape = None if self.mean is None else tuple(self.mean.shape)
         if shape != expected[self.mean_kind]:
-            raise DecoderError(f"mean of shape {shape} does not fit mean kind {self.mean_kind!r} (expected {expected[self.mean_kind]})")
+            raise DecoderError(
+                f"mean of shape {shape} does not fit mean kind {self.mean_kind!r} "
+                f"(expected {expected[self.mean_kind]})"
+            )
 
     def with_changes(self, **changes: Any) -> PreprocessSpec:
         """A copy with some fields replaced (``dataclasses.replace`` with validation)."""
