@@ -99,13 +99,20 @@ def net_outputs(net: CaffeNet, skipped: set[str]) -> list[str]:
     return sorted(available, key=available.__getitem__)
 
 
-def convert_net(net: CaffeNet, opset: int = DEFAULT_OPSET, batch: int | None = None) -> ConvertedGraph:
-    """Convert a loaded Caffe net to a checked ONNX model (dynamic batch unless ``batch``)."""
+def convert_net(
+    net: CaffeNet, opset: int = DEFAULT_OPSET, batch: int | None = None, caffe_flavor: str | None = None
+) -> ConvertedGraph:
+    """Convert a loaded Caffe net to a checked ONNX model (dynamic batch unless ``batch``).
+
+    ``caffe_flavor`` is info.json's "caffe flavor" (BVLC or NVIDIA): BatchNorm's blob
+    layout differs between them.
+    """
     if opset < MIN_OPSET:
         raise DecoderError(f"opset {opset} is too old: Caffe's Softmax needs opset >= {MIN_OPSET}")
     skipped = check_convertible(net)
     skipped_set = set(skipped)
     ctx = ConversionContext(net, opset, batch)
+    ctx.caffe_flavor = caffe_flavor
     layer_types: dict[str, str] = {}
     for index, layer in enumerate(net.layers):
         if layer.name in skipped_set:

@@ -48,6 +48,8 @@ class ConversionContext:
             for top in layer.top:
                 self._last_writer[top] = index
                 self._reserved.add(top)
+        #: info.json's "caffe flavor" when known (BatchNorm blob layouts differ by flavour).
+        self.caffe_flavor: str | None = None
         self.layer: caffe_pb2.LayerParameter = caffe_pb2.LayerParameter()
         self.layer_index = -1
         self._layer_first_node = 0
