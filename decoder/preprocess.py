@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -151,7 +152,11 @@ def _digits_mode(image: Image.Image, path: str | os.PathLike[str] | None) -> Ima
         # Verbatim DIGITS: paste onto white with the RGBA conversion as mask (Pillow takes
         # the mask's alpha band; a P image's tRNS transparency shows up in that alpha).
         white = Image.new("L", image.size, 255) if mode == "LA" else Image.new("RGB", image.size, (255, 255, 255))
-        white.paste(image, mask=image.convert("RGBA"))
+        with warnings.catch_warnings():
+            # Pillow advises converting P images with per-entry alpha to RGBA: that is this line.
+            warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+            mask = image.convert("RGBA")
+        white.paste(image, mask=mask)
         return white
     if mode in _WIDE_MODES:
         raise DecoderError(
