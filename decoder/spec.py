@@ -26,7 +26,7 @@ MEAN_KINDS: tuple[str, ...] = ("image", "pixel", "none")
 SPEC_KEY = "decoder.spec"
 MEAN_KEY = "decoder.mean"
 LABELS_KEY = "decoder.labels"
-BLOBS_KEY = "decoder.blobs"
+GRAPH_KEY = "decoder.graph"
 SPEC_VERSION = 1
 
 
@@ -64,8 +64,7 @@ class PreprocessSpec:
         shape = None if self.mean is None else tuple(self.mean.shape)
         if shape != expected[self.mean_kind]:
             raise DecoderError(
-                f"mean of shape {shape} does not fit mean kind {self.mean_kind!r} "
-                f"(expected {expected[self.mean_kind]})"
+                f"mean of shape {shape} does not fit mean kind {self.mean_kind!r} (expected {expected[self.mean_kind]})"
             )
 
     def with_changes(self, **changes: Any) -> PreprocessSpec:

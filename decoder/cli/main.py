@@ -1,0 +1,96 @@
+"""`decode`: the entry point, its subcommand table and its error policy.
+
+`decode IMAGE... --model M` predicts (the default command); `decode convert ...`,
+`decode diagnose ...` and the rest are subcommands, each in its own module and imported
+only when invoked, so a plain prediction does not pay for the converter's imports.
+
+Errors: a :class:`~decoder.errors.DecoderError` (bad input) prints one line on stderr and
+exits 2; a usage error exits 2 with click's message; anything else is a bug: one line
+and exit 1, with the traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+
+from decoder.errors import DecoderError
+
+#: subcommand -> (module, function); `predict` is what runs when no subcommand is named.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("decoder.cli.predict", "predict"),
+    "convert": ("decoder.cli.convert", "convert"),
+}
+DEFAULT_COMMAND = "predict"
+
+
+class DecodeGroup(click.Group):
+    """A group whose subcommands load lazily and whose default command is `predict`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name]
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `decode img.png --model m.onnx` means `decode predict img.png --model m.onnx`.
+        first = next((a for a in args if a not in ("--debug",)), None)
+        if first is not None and first not in COMMANDS and first not in ("--help", "-h", "--version"):
+            position = args.index(first)
+            args = [*args[:position], DEFAULT_COMMAND, *args[position:]]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DecodeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback of internal errors.")
+@click.version_option(package_name="decoder")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Convert Caffe / NVIDIA DIGITS classifiers to ONNX and predict exactly like DIGITS.
+
+    \b
+      decode IMAGE... --model lenet.onnx          label, probability, top-k
+      decode convert MODEL -o lenet.onnx          DIGITS archive, job folder, or prototxt + caffemodel
+    """
+    ctx.obj = {"debug": debug}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `decode`; returns the exit status (0 ok, 1 internal error, 2 bad input or usage)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        status = cli.main(args=args, prog_name="decode", standalone_mode=False)
+    except DecoderError as exc:
+        click.echo(f"decode: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("decode: aborted", err=True)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        click.echo("decode: interrupted", err=True)
+        return 130
+    except Exception as exc:  # a bug of ours: say so in one line
+        if debug:
+            traceback.print_exc()
+        click.echo(f"decode: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        return 1
+    return status if isinstance(status, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

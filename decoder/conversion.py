@@ -1,0 +1,235 @@
+"""Caffe/DIGITS files -> one self-describing .onnx: the graph, its preprocessing, its labels.
+
+This is where DIGITS's settings are worked out from the files a user holds (FACTS.md
+section 2): the input size and channels from the deploy net, ``use_mean`` from
+train_val.prototxt's data layer (mean_file -> image, mean_value -> pixel), the resize
+mode from info.json, the labels from labels.txt, and which output blob holds the scores
+(Caffe lists outputs in sorted name order and DIGITS reads the last one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from decoder.caffe_io import CaffeNet, load_net, read_binaryproto
+from decoder.converter import DEFAULT_OPSET, ConvertedGraph, convert_net
+from decoder.errors import DecoderError
+from decoder.sources import ModelSources, read_labels, read_train_transform
+from decoder.spec import GRAPH_KEY, RESIZE_MODES, PreprocessSpec
+
+#: Everything a user may set by hand over what the files say (CLI options of `decode convert`).
+OVERRIDABLE = ("mean_kind", "resize_mode", "scale", "channel_order")
+
+
+@dataclass
+class ConversionReport:
+    """What `decode convert` did, for the CLI summary and for tests."""
+
+    output: Path
+    spec: PreprocessSpec | None
+    inputs: list[str]
+    outputs: list[str]
+    score_output: str
+    layer_count: int
+    skipped_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def score_output_of(outputs: list[str]) -> str:
+    """The blob DIGITS reads as scores: pycaffe's ``net.outputs[-1]``.
+
+    Caffe's Net::Init collects output blobs from a ``std::set<string>``, so
+    ``net.outputs`` is in sorted name order (not prototxt order).
+    """
+    return sorted(outputs)[-1]
+
+
+def _mean_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
+    from decoder.preprocess import resize_mean
+
+    blob = read_binaryproto(path)
+    squeezed = blob.reshape(blob.shape[-3:]) if blob.ndim >= 3 and blob.size == np.prod(blob.shape[-3:]) else blob
+    if squeezed.ndim != 3:
+        raise DecoderError(f"mean blob has shape {list(blob.shape)}, expected (1, C, H, W)", path)
+    if squeezed.shape[0] != channels:
+        raise DecoderError(f"mean image has {squeezed.shape[0]} channel(s) but the network input has {channels}", path)
+    if squeezed.shape[1:] != (height, width):
+        squeezed = resize_mean(squeezed, height, width)
+    return squeezed.astype(np.float32)
+
+
+def build_spec(
+    net: CaffeNet,
+    sources: ModelSources,
+    num_classes: int | None,
+    overrides: dict[str, object] | None = None,
+) -> tuple[PreprocessSpec | None, list[str]]:
+    """DIGITS's preprocessing for this net, from the files; ``None`` when the input is no image."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    notes: list[str] = []
+    first = net.inputs[0]
+    if len(first.shape) != 4:
+        notes.append(f"input {first.name!r} has shape {list(first.shape)}, not NCHW: no image preprocessing stored")
+        return None, notes
+    _, channels, height, width = first.shape
+    if channels not in (1, 3):
+        notes.append(f"input {first.name!r} has {channels} channels, not an image: no image preprocessing stored")
+        return None, notes
+
+    transform = read_train_transform(sources.train_val) if sources.train_val else None
+    if transform is not None:
+        mean_kind = transform.mean_kind
+    else:
+        # DIGITS's default is use_mean=image; without train_val we cannot see otherwise.
+        mean_kind = "image" if sources.mean else "none"
+        if sources.mean:
+            notes.append("no train_val.prototxt: assuming DIGITS's default, the mean image (override with --mean)")
+    mean_kind = str(overrides.get("mean_kind", mean_kind))
+
+    mean: np.ndarray | None = None
+    if mean_kind == "image" or (mean_kind == "pixel" and not (transform and transform.mean_values)):
+        if sources.mean is None:
+            raise DecoderError(
+                f"the model subtracts a mean {'image' if mean_kind == 'image' else 'pixel'} but no "
+                "mean.binaryproto was given (--mean FILE, or --mean-kind none if there is none)",
+                sources.origin or None,
+            )
+        mean = _mean_image(sources.mean, channels, height, width)
+        if mean_kind == "pixel":
+            mean = mean.mean(axis=(1, 2))
+    elif mean_kind == "pixel":
+        assert transform is not None
+        values = list(transform.mean_values)
+        if len(values) == 1:
+            values *= channels
+        if len(values) != channels:
+            raise DecoderError(
+                f"train_val mean_value has {len(values)} values for {channels} channels", sources.train_val
+            )
+        mean = np.asarray(values, np.float32)
+
+    if sources.is_digits:
+        # DIGITS inference ignores transform_param.scale: its nets scale inside (a Power layer).
+        scale = 1.0
+        if transform is not None and transform.scale != 1.0:
+            notes.append(f"train_val scales by {transform.scale:g}; DIGITS inference does not (the net scales inside)")
+    else:
+        scale = transform.scale if transform is not None else 1.0
+    scale = float(overrides.get("scale", scale))  # type: ignore[arg-type]
+
+    resize_mode = str(sources.info.get("image resize mode", "squash")).lower()
+    if resize_mode not in RESIZE_MODES:
+        raise DecoderError(f"info.json gives an unknown image resize mode {resize_mode!r}", sources.origin or None)
+    resize_mode = str(overrides.get("resize_mode", resize_mode))
+    if transform is not None and transform.crop_size and transform.crop_size in (height, width):
+        notes.append(
+            f"trained with crop_size {transform.crop_size}: following DIGITS inference, images are resized "
+            "(not centre-cropped) to the input and the mean image is resized to match"
+        )
+
+    labels: tuple[str, ...] = ()
+    if sources.labels is not None:
+        labels = read_labels(sources.labels)
+        if num_classes is not None and len(labels) != num_classes:
+            raise DecoderError(
+                f"has {len(labels)} labels but the network's score output has {num_classes} classes; "
+                "refusing to attach labels that would name the wrong classes (give the right --labels)",
+                sources.labels,
+            )
+    source_names = {
+        key: str(getattr(sources, key).name)
+        for key in ("prototxt", "caffemodel", "mean", "labels", "train_val")
+        if getattr(sources, key) is not None
+    }
+    if sources.origin:
+        source_names["origin"] = Path(sources.origin).name
+    spec = PreprocessSpec(
+        channels=channels,
+        height=height,
+        width=width,
+        input_name=first.name,
+        resize_mode=resize_mode,  # type: ignore[arg-type]
+        channel_order=str(overrides.get("channel_order", "BGR")),  # type: ignore[arg-type]
+        mean_kind=mean_kind,  # type: ignore[arg-type]
+        mean=mean,
+        scale=scale,
+        labels=labels,
+        sources=source_names,
+    )
+    return spec, notes
+
+
+def graph_metadata(graph: ConvertedGraph, net: CaffeNet, score_output: str) -> dict[str, str]:
+    """Where every Caffe layer's tops are in the graph, and which output holds the scores."""
+    producer = {top: name for name, tops in graph.layer_tops.items() for top in tops}
+    score_layer = producer.get(score_output, "")
+    body = {
+        "outputs": graph.outputs,
+        "score_output": score_output,
+        "score_is_softmax": graph.layer_types.get(score_layer) == "Softmax",
+        "layers": [
+            {"name": name, "type": graph.layer_types[name], "tops": tops} for name, tops in graph.layer_tops.items()
+        ],
+        "caffe_net": net.name,
+    }
+    return {GRAPH_KEY: json.dumps(body)}
+
+
+def write_model_atomically(model: onnx.ModelProto, output: Path) -> None:
+    """Write to a temporary file beside ``output``, then rename: never a half-written .onnx."""
+    output = Path(output)
+    if output.is_dir():
+        raise DecoderError("is a directory; give a file name for the .onnx", output)
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise DecoderError("the output folder does not exist", parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(model.SerializeToString())
+        os.replace(tmp_name, output)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def convert(
+    sources: ModelSources,
+    output: Path,
+    opset: int | None = None,
+    overrides: dict[str, object] | None = None,
+) -> ConversionReport:
+    """Convert the Caffe model in ``sources`` to ``output`` (.onnx) with its preprocessing and labels."""
+    net = load_net(sources.prototxt, sources.caffemodel)
+    flavor = sources.info.get("caffe flavor")
+    graph = convert_net(net, opset or DEFAULT_OPSET, caffe_flavor=None if flavor is None else str(flavor))
+    score_output = score_output_of(graph.outputs)
+    score_shape = [
+        d.dim_value
+        for d in next(o for o in graph.model.graph.output if o.name == score_output).type.tensor_type.shape.dim
+    ]
+    num_classes = int(np.prod(score_shape[1:])) if len(score_shape) >= 2 and all(score_shape[1:]) else None
+    spec, notes = build_spec(net, sources, num_classes, overrides)
+    props = graph_metadata(graph, net, score_output)
+    if spec is not None:
+        props.update(spec.to_metadata())
+    onnx.helper.set_model_props(graph.model, props)
+    graph.model.doc_string = f"Converted by decoder from {sources.origin or sources.prototxt}"
+    write_model_atomically(graph.model, output)
+    return ConversionReport(
+        output=Path(output),
+        spec=spec,
+        inputs=[i.name for i in net.inputs],
+        outputs=graph.outputs,
+        score_output=score_output,
+        layer_count=len(graph.layer_tops),
+        skipped_layers=graph.skipped,
+        notes=notes,
+    )

@@ -1,0 +1,139 @@
+"""Running a converted .onnx with its own preprocessing: :class:`Model`.
+
+The prediction path imports onnxruntime, numpy and Pillow only (not the ``onnx``
+package): the metadata written by ``decode convert`` is read through ONNX Runtime's
+own model-metadata API, so `decode image.png --model m.onnx` starts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decoder.decoding import Prediction, decode, to_probabilities
+from decoder.errors import DecoderError
+from decoder.spec import GRAPH_KEY, PreprocessSpec
+
+ImageItem = str | os.PathLike[str] | np.ndarray
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """What conversion recorded about the graph: the score blob and each layer's tops."""
+
+    outputs: tuple[str, ...]
+    score_output: str
+    score_is_softmax: bool
+    layers: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def from_metadata(cls, props: dict[str, str], output_names: list[str]) -> GraphInfo:
+        if GRAPH_KEY in props:
+            body = json.loads(props[GRAPH_KEY])
+            return cls(
+                tuple(body["outputs"]),
+                body["score_output"],
+                bool(body["score_is_softmax"]),
+                tuple(body.get("layers", ())),
+            )
+        # Not ours: follow Caffe/DIGITS (last output in sorted order) and assume logits.
+        return cls(tuple(output_names), sorted(output_names)[-1], False, ())
+
+
+def _session_options(threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return options
+
+
+class Model:
+    """A converted model ready to predict: ONNX Runtime session + preprocessing + labels."""
+
+    def __init__(self, session: Any, spec: PreprocessSpec | None, graph: GraphInfo, path: str) -> None:
+        self.session = session
+        self.spec = spec
+        self.graph = graph
+        self.path = path
+        self.input_name = session.get_inputs()[0].name
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], spec: PreprocessSpec | None = None, threads: int | None = None
+    ) -> Model:
+        """Open a .onnx; ``spec`` replaces the preprocessing stored in it (needed for foreign models)."""
+        import onnxruntime as ort
+
+        p = Path(path)
+        if p.is_dir():
+            raise DecoderError("is a directory, expected a .onnx model", p)
+        if not p.is_file():
+            raise DecoderError("model file not found", p)
+        try:
+            session = ort.InferenceSession(str(p), _session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DecoderError(f"not a loadable ONNX model ({first[:200]})", p) from None
+        props = dict(session.get_modelmeta().custom_metadata_map)
+        outputs = [o.name for o in session.get_outputs()]
+        if spec is None:
+            spec = PreprocessSpec.from_metadata(props, str(p))
+        return cls(session, spec, GraphInfo.from_metadata(props, outputs), str(p))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels if self.spec else ()
+
+    def run(self, blob: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Forward an already preprocessed (N, C, H, W) float32 batch; outputs by name."""
+        blob = np.ascontiguousarray(blob, dtype=np.float32)
+        names = outputs or [o.name for o in self.session.get_outputs()]
+        try:
+            values = self.session.run(names, {self.input_name: blob})
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DecoderError(f"the model rejected an input of shape {list(blob.shape)} ({first[:200]})") from None
+        return dict(zip(names, values, strict=True))
+
+    def probabilities(self, blob: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities for a preprocessed batch (softmax only if the net has none)."""
+        scores = self.run(blob, [self.graph.score_output])[self.graph.score_output]
+        return to_probabilities(scores, self.graph.score_is_softmax)
+
+    def preprocess(self, items: Iterable[ImageItem]) -> np.ndarray:
+        """DIGITS's preprocessing of images (paths or HxW / HxWxC uint8 RGB arrays) into a batch."""
+        from decoder.preprocess import preprocess_batch
+
+        if self.spec is None:
+            raise DecoderError("the model carries no image preprocessing (its input is not an image)", self.path)
+        return preprocess_batch(list(items), self.spec)
+
+    def predict_iter(self, items: Iterable[ImageItem], top_k: int = 5, batch_size: int = 64) -> Iterator[Prediction]:
+        """Predictions in input order, one batch (one ONNX Runtime call) at a time."""
+        iterator = iter(items)
+        start = 0
+        while batch := list(islice(iterator, batch_size)):
+            names = [_item_name(item, start + i) for i, item in enumerate(batch)]
+            yield from decode(self.probabilities(self.preprocess(batch)), self.labels, names, top_k)
+            start += len(batch)
+
+    def predict(self, items: Iterable[ImageItem] | ImageItem, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+        """Predictions for image paths or arrays (a single item gives a one-element list)."""
+        if isinstance(items, (str, os.PathLike, np.ndarray)):
+            items = [items]
+        return list(self.predict_iter(items, top_k=top_k, batch_size=batch_size))
+
+
+def _item_name(item: ImageItem, index: int) -> str:
+    return f"<array {index}>" if isinstance(item, np.ndarray) else str(item)
