@@ -155,8 +155,7 @@ def _digits_mode(image: Image.Image, path: str | os.PathLike[str] | None) -> Ima
         with warnings.catch_warnings():
             # Pillow advises converting P images with per-entry alpha to RGBA: that is this line.
             warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
-            mask = image.convert("RGBA")
-        white.paste(image, mask=mask)
+            white.paste(image, mask=image.convert("RGBA"))
         return white
     if mode in _WIDE_MODES:
         raise DecoderError(
