@@ -23,6 +23,10 @@ from decoder.errors import DecoderError
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("decoder.cli.predict", "predict"),
     "convert": ("decoder.cli.convert", "convert"),
+    "inspect": ("decoder.cli.inspect", "inspect"),
+    "diagnose": ("decoder.cli.diagnose", "diagnose"),
+    "compare": ("decoder.cli.compare", "compare"),
+    "visualize": ("decoder.cli.visualize", "visualize"),
 }
 DEFAULT_COMMAND = "predict"
 
@@ -37,7 +41,13 @@ class DecodeGroup(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module_name, attribute = COMMANDS[cmd_name]
-        return getattr(importlib.import_module(module_name), attribute)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            return None  # listed but not built yet
+        return getattr(module, attribute)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # `decode img.png --model m.onnx` means `decode predict img.png --model m.onnx`.

@@ -1,0 +1,70 @@
+"""Every Caffe layer's output, exposed: the basis of `diagnose`, `compare` and `visualize`.
+
+A converted graph records (metadata ``decoder.graph``) which ONNX values hold each Caffe
+layer's tops. Here those values are added as extra graph outputs, so one ONNX Runtime
+call returns the whole forward pass, layer by layer, under Caffe's layer names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decoder.errors import DecoderError
+from decoder.spec import GRAPH_KEY
+
+
+@dataclass(frozen=True)
+class LayerOutput:
+    """One Caffe layer and the ONNX values of its tops."""
+
+    name: str
+    type: str
+    tops: tuple[str, ...]
+
+
+class LayerRunner:
+    """Runs a converted model and returns every layer's output blobs."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        p = Path(path)
+        try:
+            model = onnx.load(str(p))
+        except Exception as exc:
+            raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", p) from None
+        props = {prop.key: prop.value for prop in model.metadata_props}
+        if GRAPH_KEY not in props:
+            raise DecoderError("has no decoder layer map (not written by `decode convert`)", p)
+        body = json.loads(props[GRAPH_KEY])
+        self.layers = [LayerOutput(e["name"], e["type"], tuple(e["tops"])) for e in body["layers"]]
+        self.input_name = model.graph.input[0].name
+        inferred = onnx.shape_inference.infer_shapes(model)
+        known = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        existing = {o.name for o in model.graph.output}
+        for layer in self.layers:
+            for top in layer.tops:
+                if top not in existing and top in known:
+                    model.graph.output.append(known[top])
+                    existing.add(top)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, blob: np.ndarray) -> dict[str, np.ndarray]:
+        """All exposed values (every layer top and the graph outputs) for a preprocessed batch."""
+        values: list[Any] = self.session.run(None, {self.input_name: np.ascontiguousarray(blob, np.float32)})
+        return dict(zip(self.output_names, values, strict=True))
+
+    def run_layers(self, blob: np.ndarray) -> dict[str, list[np.ndarray]]:
+        """Each Caffe layer's top blobs, by layer name, in network order."""
+        values = self.run(blob)
+        return {layer.name: [values[t] for t in layer.tops if t in values] for layer in self.layers}
