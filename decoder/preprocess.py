@@ -342,8 +342,8 @@ def _preprocess_into(source: ImageSource, spec: PreprocessSpec, out: np.ndarray)
     """Write one blob into ``out`` (C, H, W) float32 with a single uint8 -> float32 pass."""
     pixels = load_image(source, spec.channels)
     # A fresh generator per image makes the noise padding a function of (image, seed) only;
-    # squash and crop never draw, so they skip the ~10 us it costs to build one.
-    noisy = spec.resize_mode in ("fill", "half_crop")
+    # squash, crop and same-size images never draw, so they skip the ~10 us it costs.
+    noisy = spec.resize_mode in ("fill", "half_crop") and pixels.shape[:2] != (spec.height, spec.width)
     rng = np.random.default_rng(spec.seed) if noisy else None
     pixels = resize_image(pixels, spec.height, spec.width, spec.resize_mode, rng)
     if pixels.ndim == 2:
