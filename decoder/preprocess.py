@@ -19,6 +19,12 @@ One deliberate departure: DIGITS pads ``fill`` / ``half_crop`` images with
 ``np.random.randint`` noise, so the same file gives a different blob on every call. Here
 the noise comes from a caller-supplied generator (``preprocess`` seeds it with
 ``spec.seed`` for each image), so the same image always gives the same blob.
+
+Known gap, the ``crop_size`` case: ``digits/tools/inference.py`` first resizes to the
+DATASET size (``resize_image``), then ``caffe.io.Transformer.preprocess`` squashes that to
+the deploy input size with ``caffe.io.resize_image`` (scikit-image, order-1, on floats),
+not with PIL. :func:`preprocess` resizes once, with PIL, straight to ``spec`` height x
+width, so for crop_size models it matches DIGITS's geometry but not every pixel.
 """
 
 from __future__ import annotations
