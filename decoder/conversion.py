@@ -60,9 +60,9 @@ def _mean_image(path: Path, channels: int, height: int, width: int) -> np.ndarra
         raise DecoderError(f"mean blob has shape {list(blob.shape)}, expected (1, C, H, W)", path)
     if squeezed.shape[0] != channels:
         raise DecoderError(f"mean image has {squeezed.shape[0]} channel(s) but the network input has {channels}", path)
-    if squeezed.shape[1:] != (height, width):
-        squeezed = resize_mean(squeezed, height, width)
-    return squeezed.astype(np.float32)
+    # DIGITS's get_mean_image always goes through uint8 (truncating) and PIL bilinear when
+    # the size differs; resize_mean reproduces both, also when the size already matches.
+    return resize_mean(squeezed, height, width, path=path)
 
 
 def build_spec(
