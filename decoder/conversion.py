@@ -175,7 +175,8 @@ def graph_metadata(graph: ConvertedGraph, net: CaffeNet, score_output: str) -> d
         "score_output": score_output,
         "score_is_softmax": graph.layer_types.get(score_layer) == "Softmax",
         "layers": [
-            {"name": name, "type": graph.layer_types[name], "tops": tops} for name, tops in graph.layer_tops.items()
+            {"name": name, "type": graph.layer_types[name], "tops": tops, "nodes": graph.layer_nodes.get(name, [])}
+            for name, tops in graph.layer_tops.items()
         ],
         "caffe_net": net.name,
     }

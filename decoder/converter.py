@@ -53,6 +53,7 @@ class ConvertedGraph:
     model: onnx.ModelProto
     outputs: list[str]
     layer_tops: dict[str, list[str]] = field(default_factory=dict)
+    layer_nodes: dict[str, list[str]] = field(default_factory=dict)
     layer_types: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -148,7 +149,14 @@ def convert_net(
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise DecoderError(f"internal error: the converted graph fails onnx.checker ({exc})") from None
-    return ConvertedGraph(model, [ctx.current[o] for o in outputs], dict(ctx.layer_tops), layer_types, skipped)
+    return ConvertedGraph(
+        model,
+        [ctx.current[o] for o in outputs],
+        dict(ctx.layer_tops),
+        dict(ctx.layer_nodes),
+        layer_types,
+        skipped,
+    )
 
 
 def _version() -> str:

@@ -40,6 +40,7 @@ class ConversionContext:
         self.shapes: dict[str, Shape] = {}
         self.current: dict[str, str] = {}
         self.layer_tops: dict[str, list[str]] = {}
+        self.layer_nodes: dict[str, list[str]] = {}
         self._constants: dict[str, onnx.TensorProto] = {}
         self._used: set[str] = set()
         self._reserved: set[str] = {i.name for i in net.inputs}
@@ -74,6 +75,7 @@ class ConversionContext:
         if new_nodes:
             self._infer_shapes(new_nodes)
         self.layer_tops[self.layer.name] = [self.current[t] for t in self.layer.top]
+        self.layer_nodes[self.layer.name] = [node.name for node in new_nodes]
 
     # ---- used by converters -----------------------------------------------------
     @property
