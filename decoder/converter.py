@@ -101,7 +101,11 @@ def net_outputs(net: CaffeNet, skipped: set[str]) -> list[str]:
 
 
 def convert_net(
-    net: CaffeNet, opset: int = DEFAULT_OPSET, batch: int | None = None, caffe_flavor: str | None = None
+    net: CaffeNet,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    caffe_flavor: str | None = None,
+    placeholder_weights: bool = False,
 ) -> ConvertedGraph:
     """Convert a loaded Caffe net to a checked ONNX model (dynamic batch unless ``batch``).
 
@@ -112,7 +116,7 @@ def convert_net(
         raise DecoderError(f"opset {opset} is too old: Caffe's Softmax needs opset >= {MIN_OPSET}")
     skipped = check_convertible(net)
     skipped_set = set(skipped)
-    ctx = ConversionContext(net, opset, batch)
+    ctx = ConversionContext(net, opset, batch, placeholder_weights)
     ctx.caffe_flavor = caffe_flavor
     layer_types: dict[str, str] = {}
     for index, layer in enumerate(net.layers):

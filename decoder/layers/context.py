@@ -32,8 +32,10 @@ _INLINE_CONSTANT_LIMIT = 4096
 class ConversionContext:
     """Builds one ONNX graph from a Caffe net, layer by layer."""
 
-    def __init__(self, net: CaffeNet, opset: int, batch: int | None = None) -> None:
+    def __init__(self, net: CaffeNet, opset: int, batch: int | None = None, placeholder_weights: bool = False) -> None:
         self.net = net
+        #: Inspecting a bare prototxt: weights are zeros of the shape each layer asks for.
+        self.placeholder_weights = placeholder_weights
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -132,6 +134,8 @@ class ConversionContext:
     def blobs(self, *allowed_counts: int) -> list[np.ndarray]:
         """The layer's trained blobs (float32), checked to be one of ``allowed_counts`` in number."""
         blobs = self.net.weights.get(self.layer.name, [])
+        if self.placeholder_weights and not blobs:
+            return [np.zeros(0, np.float32) for _ in range(max(allowed_counts, default=0))]
         if allowed_counts and len(blobs) not in allowed_counts:
             if not blobs:
                 raise self.error(
@@ -145,6 +149,8 @@ class ConversionContext:
     def reshape_blob(self, blob: np.ndarray, shape: Sequence[int], what: str) -> np.ndarray:
         """A weight blob in the shape the layer needs; legacy 4-D shapes are accepted by count."""
         shape = tuple(int(s) for s in shape)
+        if self.placeholder_weights and blob.size == 0:
+            return np.zeros(shape, np.float32)
         if blob.size != int(np.prod(shape, dtype=np.int64)):
             raise self.error(
                 f"{what} in the caffemodel has shape {list(blob.shape)} ({blob.size} values), "
