@@ -21,11 +21,15 @@ from decoder.layers.registry import register
 P = caffe_pb2.PoolingParameter
 
 
-def caffe_pooled_size(size: int, kernel: int, stride: int, pad: int, round_up: bool) -> int:
-    """Output length along one axis, exactly as PoolingLayer::Reshape computes it."""
+def caffe_pooled_size(size: int, kernel: int, stride: int, pad: int, round_up: bool, clip: bool | None = None) -> int:
+    """Output length along one axis, exactly as PoolingLayer::Reshape computes it.
+
+    ``clip``: whether the last-window rule applies. Caffe applies it on BOTH axes as soon
+    as either pad is non-zero (``if (pad_h_ || pad_w_)``); default: this axis's pad.
+    """
     rounding = math.ceil if round_up else math.floor
     out = int(rounding((size + 2 * pad - kernel) / stride)) + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if (bool(pad) if clip is None else clip) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
@@ -52,6 +56,8 @@ def convert_pooling(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
     """MAX/AVE pooling, ceil or floor rounding, global pooling, Caffe's AVE divisor."""
     param = layer.pooling_param
     source = ctx.bottom()
+    if len(ctx.shape(source)) != 4:
+        raise ctx.error(f"needs a 4-D (N, C, H, W) input, got {list(ctx.shape(source))}")
     _, height, width = ctx.static_dims(source)
     if param.global_pooling:
         kernel, stride, pad = [height, width], [1, 1], [0, 0]
@@ -63,7 +69,14 @@ def convert_pooling(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
         raise ctx.error(f"pad {pad} must be smaller than kernel {kernel}")
     round_up = param.round_mode == P.CEIL
     sizes = (height, width)
-    out = [caffe_pooled_size(s, k, st, p, round_up) for s, k, st, p in zip(sizes, kernel, stride, pad, strict=True)]
+    clip = any(pad)
+    out = [
+        caffe_pooled_size(s, k, st, p, round_up, clip) for s, k, st, p in zip(sizes, kernel, stride, pad, strict=True)
+    ]
+    if any((o - 1) * st - p >= s for o, st, p, s in zip(out, stride, pad, sizes, strict=True)):
+        # Only without padding and with stride > kernel: Caffe then emits a window that lies
+        # wholly outside the input (-FLT_MAX for MAX, 0 for AVE); no model relies on that.
+        raise ctx.error(f"its last window lies outside the input (kernel {kernel}, stride {stride}, no pad)")
     # End padding that makes ONNX produce exactly Caffe's windows (may be negative: unused rows).
     end_pad = [(o - 1) * st + k - s - p for o, st, k, s, p in zip(out, stride, kernel, sizes, pad, strict=True)]
     if any(e < 0 for e in end_pad):
@@ -84,8 +97,9 @@ def convert_pooling(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
         divisor_w = caffe_ave_divisors(width, kernel[1], stride[1], pad[1], out[1])
         area = kernel[0] * kernel[1]
         factor = area / np.outer(divisor_h, divisor_w)
-        pooled = ctx.node("AveragePool", [source], 1, kernel_shape=kernel, strides=stride, pads=pads,
-                          count_include_pad=1)[0]
+        pooled = ctx.node(
+            "AveragePool", [source], 1, kernel_shape=kernel, strides=stride, pads=pads, count_include_pad=1
+        )[0]
         if np.allclose(factor, 1.0):
             ctx.node("Identity", [pooled], [top])
         else:
