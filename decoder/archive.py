@@ -18,6 +18,7 @@ import itertools
 import lzma
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -54,6 +55,7 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     NotImplementedError,
     UnicodeError,
+    struct.error,
 )
 
 
@@ -398,7 +400,7 @@ def _zip_is_dir(archive: Path, info: zipfile.ZipInfo) -> bool:
         raise DecoderError(f"refused: member {name!r} is a device file", archive)
     if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
         raise DecoderError(f"refused: member {name!r} is a FIFO or socket", archive)
-    return info.is_dir() or stat.S_ISDIR(mode)
+    return name.endswith("/") or stat.S_ISDIR(mode)
 
 
 def _check_zip_overlap(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
