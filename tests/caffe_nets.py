@@ -67,6 +67,8 @@ class NetBuilder:
         self.model = caffe_pb2.NetParameter(name=name)
         self.rng = np.random.default_rng(seed)
         self.inputs: dict[str, tuple[int, ...]] = {}
+        #: The blobs written for each layer (as float32 arrays), for numpy references.
+        self.blobs: dict[str, list[np.ndarray]] = {}
         self._count = 0
 
     # ---- building --------------------------------------------------------------
@@ -113,6 +115,7 @@ class NetBuilder:
             trained.CopyFrom(layer)
             for spec in blobs:
                 array = spec if isinstance(spec, np.ndarray) else random_blob(self.rng, spec)
+                self.blobs.setdefault(name, []).append(np.asarray(array, dtype=np.float32))
                 trained.blobs.append(array_to_blob(array, legacy=legacy_blobs))
         return tops[0] if len(tops) == 1 else tops
 

@@ -1,4 +1,4 @@
-"""Convolution: Caffe's kernel/stride/pad/dilation (scalars or _h/_w), group, bias_term."""
+"""Convolution and Deconvolution: kernel/stride/pad/dilation (scalars or _h/_w), group, bias_term."""
 
 from __future__ import annotations
 
@@ -26,12 +26,16 @@ def spatial_params(param: caffe_pb2.ConvolutionParameter, ctx: ConversionContext
             return values
         raise ctx.error(f"only 2-D convolution is supported (got {len(values)} spatial values)")
 
-    return {
+    params = {
         "kernel": pair(list(param.kernel_size), "kernel_h", "kernel_w", None),
         "stride": pair(list(param.stride), "stride_h", "stride_w", 1),
         "pad": pair(list(param.pad), "pad_h", "pad_w", 0),
         "dilation": _dilation(param, ctx),
     }
+    for name in ("kernel", "stride", "dilation"):
+        if min(params[name]) < 1:
+            raise ctx.error(f"{name} {params[name]} must be positive (set both _h and _w)")
+    return params
 
 
 def _dilation(param: caffe_pb2.ConvolutionParameter, ctx: ConversionContext) -> list[int]:
@@ -50,6 +54,8 @@ def convert_convolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext)
     if param.axis != 1:
         raise ctx.error("only axis 1 (NCHW) convolution is supported")
     source = ctx.bottom()
+    if len(ctx.shape(source)) != 4:
+        raise ctx.error(f"needs a 4-D (N, C, H, W) input, got {list(ctx.shape(source))}")
     channels = ctx.static_dims(source)[0]
     p = spatial_params(param, ctx)
     group = int(param.group)
@@ -62,6 +68,37 @@ def convert_convolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext)
         inputs.append(ctx.const(ctx.reshape_blob(blobs[1], [param.num_output], "bias"), "bias"))
     ctx.node(
         "Conv",
+        inputs,
+        [ctx.top()],
+        kernel_shape=p["kernel"],
+        strides=p["stride"],
+        pads=p["pad"] * 2,
+        dilations=p["dilation"],
+        group=group,
+    )
+
+
+@register("Deconvolution", needs_weights=True)
+def convert_deconvolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
+    """ConvTranspose, out = s(in - 1) + d(k - 1) + 1 - 2p; weights [in, out/group, kh, kw]."""
+    param = layer.convolution_param
+    if param.axis != 1:
+        raise ctx.error("only axis 1 (NCHW) deconvolution is supported")
+    source = ctx.bottom()
+    if len(ctx.shape(source)) != 4:
+        raise ctx.error(f"needs a 4-D (N, C, H, W) input, got {list(ctx.shape(source))}")
+    channels = ctx.static_dims(source)[0]
+    p = spatial_params(param, ctx)
+    group = int(param.group)
+    if group < 1 or channels % group or param.num_output % group:
+        raise ctx.error(f"group {group} does not divide {channels} input channels and {param.num_output} outputs")
+    blobs = ctx.blobs(2 if param.bias_term else 1)
+    weight = ctx.reshape_blob(blobs[0], [channels, param.num_output // group, *p["kernel"]], "weight")
+    inputs = [source, ctx.const(weight, "weight")]
+    if param.bias_term:
+        inputs.append(ctx.const(ctx.reshape_blob(blobs[1], [param.num_output], "bias"), "bias"))
+    ctx.node(
+        "ConvTranspose",
         inputs,
         [ctx.top()],
         kernel_shape=p["kernel"],

@@ -97,3 +97,38 @@ def batch_norm(
     if scale is not None:
         top = top * np.reshape(scale, shape) + np.reshape(bias, shape)
     return top.astype(np.float32)
+
+
+def deconvolution(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    dilation: tuple[int, int],
+    group: int = 1,
+) -> np.ndarray:
+    """deconv_layer.cpp: col2im of W^T x (every input cell scatters its kernel), then crop the pad.
+
+    Output size: stride * (in - 1) + dilation * (kernel - 1) + 1 - 2 * pad.
+    """
+    n, channels, height, width = x.shape
+    _, out_per_group, kh, kw = weight.shape
+    in_per_group = channels // group
+    full_h = stride[0] * (height - 1) + dilation[0] * (kh - 1) + 1
+    full_w = stride[1] * (width - 1) + dilation[1] * (kw - 1) + 1
+    full = np.zeros((n, out_per_group * group, full_h, full_w), np.float64)
+    for g in range(group):
+        xg = x[:, g * in_per_group : (g + 1) * in_per_group].astype(np.float64)
+        wg = weight[g * in_per_group : (g + 1) * in_per_group].astype(np.float64)
+        for ki in range(kh):
+            for kj in range(kw):
+                # (n, cin, h, w) x (cin, cout) -> (n, cout, h, w), placed at the kernel tap's offset.
+                contribution = np.einsum("nchw,co->nohw", xg, wg[:, :, ki, kj])
+                rows = slice(ki * dilation[0], ki * dilation[0] + stride[0] * (height - 1) + 1, stride[0])
+                cols = slice(kj * dilation[1], kj * dilation[1] + stride[1] * (width - 1) + 1, stride[1])
+                full[:, g * out_per_group : (g + 1) * out_per_group, rows, cols] += contribution
+    top = full[:, :, pad[0] : full_h - pad[0], pad[1] : full_w - pad[1]]
+    if bias is not None:
+        top = top + bias.reshape(1, -1, 1, 1)
+    return top.astype(np.float32)
