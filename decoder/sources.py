@@ -120,7 +120,7 @@ def open_sources(
     scratch = Path(tempfile.mkdtemp(prefix="decoder-"))
     try:
         files = extract_archive(path, scratch)
-        root = _archive_root(files, scratch, path)
+        root = _archive_root(files, scratch, path, given)
         yield _from_folder(root, origin, given, tree=files, scratch=scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -170,21 +170,25 @@ def _given_file(value: str | Path, what: str, containers: tuple[Path, ...], orig
 # --- folders and extracted archives ------------------------------------------------
 
 
-def _archive_root(files: list[Path], scratch: Path, archive: Path) -> Path:
+def _archive_root(files: list[Path], scratch: Path, archive: Path, given: _Given) -> Path:
     """The folder of an extracted archive that holds the model.
 
     DIGITS archives are flat, but people re-pack them inside one top-level folder; the model
     lives where the .caffemodel is (or, failing that, the prototxt, for a clearer error).
+    An archive of several models needs the user to name members (``a/deploy.prototxt``),
+    which are then found relative to the archive's top.
     """
     for suffix in (".caffemodel", ".prototxt"):
         folders = sorted({f.parent for f in files if f.name.lower().endswith(suffix)})
         if len(folders) == 1:
             return folders[0]
+        if len(folders) > 1 and given.prototxt is not None and given.weights is not None:
+            return scratch
         if len(folders) > 1:
             listed = ", ".join(str(PurePosixPath(*d.relative_to(scratch).parts)) or "." for d in folders)
             raise DecoderError(
                 f"the archive holds {suffix} files in several folders ({listed}); "
-                "extract it and name the model folder, or pass --prototxt and --weights",
+                f"pass --prototxt and --weights as paths inside the archive (e.g. {listed.split(', ')[0]}/...)",
                 archive,
             )
     return scratch
@@ -194,7 +198,10 @@ def _from_folder(
     folder: Path, origin: str, given: _Given, tree: list[Path] | None = None, scratch: Path | None = None
 ) -> ModelSources:
     """Pick the model files of ``folder``; ``tree`` lists the files extracted into ``scratch``."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+    except OSError as exc:
+        raise DecoderError(f"cannot list the folder: {exc.strerror or exc}", origin) from exc
     by_name = {p.name: p for p in files}
     containers = (folder,) if scratch is None else (folder, scratch)
 

@@ -142,6 +142,8 @@ def test_archive_with_models_in_two_folders_is_ambiguous(tmp_path: Path, private
         pass
     assert str(archive) in str(caught.value)
     assert list(private_tmp.iterdir()) == []
+    with open_sources(archive, prototxt="b/deploy.prototxt", weights="b/w.caffemodel") as found:
+        assert (found.prototxt.parent.name, found.caffemodel.parent.name) == ("b", "b")
 
 
 def test_archive_member_named_explicitly(tmp_path: Path, private_tmp: Path) -> None:
