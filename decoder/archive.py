@@ -13,7 +13,9 @@ behind.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import itertools
 import lzma
 import os
@@ -22,7 +24,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -41,6 +43,13 @@ RATIO_FLOOR = 1 << 20
 
 _CHUNK = 1 << 20
 _BLOCKSIZE = tarfile.BLOCKSIZE
+
+# tarfile reads a pax extended header or a GNU long name/link record into memory in ONE
+# read of the size that record's header declares; a few kilobytes of gzip of zeros could
+# then make it allocate gigabytes before any member is seen. Such records hold a file
+# name or a few attributes, so any single read beyond this is refused (member data is
+# read in _CHUNK pieces, well below it).
+MAX_TAR_READ = 16 << 20
 
 # What the decompressors and archive readers raise on corrupt, truncated or unsupported
 # input. Writing errors are handled separately so a full disk is not called "corrupt".
@@ -284,28 +293,116 @@ class _Writer:
 
 
 def _extract_tar(archive: Path, writer: _Writer) -> None:
+    with (
+        open(archive, "rb") as raw,
+        _decompressed(raw, archive, writer) as stream,
+        _open_tar(stream, archive) as tar,
+    ):
+        _extract_tar_members(archive, tar, writer)
+
+
+def _open_tar(stream: _TarStream, archive: Path) -> tarfile.TarFile:
+    """``tarfile`` over the already decompressed stream; names what the data turned out to be."""
+    try:
+        return tarfile.open(fileobj=stream, mode="r:")  # type: ignore[arg-type]
+    except tarfile.ReadError as exc:
+        kind = f"{stream.compression} data, but" if stream.compression else "it is"
+        raise DecoderError(
+            f"corrupt, truncated or not an archive: {kind} not a tar archive ({exc}) nor a zip archive", archive
+        ) from exc
+
+
+def _extract_tar_members(archive: Path, tar: tarfile.TarFile, writer: _Writer) -> None:
     data_filter = getattr(tarfile, "data_filter", None)
     declared_total = 0
-    with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
-        for member in _tar_members(tar, writer):
-            parts = _safe_parts(archive, member.name)
-            _check_tar_type(archive, member)
-            if data_filter is not None:
-                try:
-                    data_filter(member, str(writer.root))
-                except tarfile.FilterError as exc:
-                    raise DecoderError(f"refused: member {member.name!r}: {exc}", archive) from exc
-            if member.isdir():
-                writer.make_dir(parts)
-                continue
-            declared_total += member.size
-            writer.check_declared(member.name, member.size, declared_total)
-            source = tar.extractfile(member)
-            if source is None:  # pragma: no cover - only links and specials lack data, refused above
-                raise DecoderError(f"refused: member {member.name!r} has no data", archive)
-            with source:
-                writer.write_file(member.name, parts, source, member.size)
-        _check_tar_end(archive, tar)
+    for member in _tar_members(tar, writer):
+        parts = _safe_parts(archive, member.name)
+        _check_tar_type(archive, member)
+        if data_filter is not None:
+            try:
+                data_filter(member, str(writer.root))
+            except tarfile.FilterError as exc:
+                raise DecoderError(f"refused: member {member.name!r}: {exc}", archive) from exc
+        if member.isdir():
+            writer.make_dir(parts)
+            continue
+        declared_total += member.size
+        writer.check_declared(member.name, member.size, declared_total)
+        source = tar.extractfile(member)
+        if source is None:  # pragma: no cover - only links and specials lack data, refused above
+            raise DecoderError(f"refused: member {member.name!r} has no data", archive)
+        with source:
+            writer.write_file(member.name, parts, source, member.size)
+    _check_tar_end(archive, tar)
+
+
+class _TarStream:
+    """The decompressed bytes of a tar archive, as ``tarfile`` reads them, every read checked.
+
+    Opening the decompressor ourselves (instead of ``tarfile``'s ``r:*``) lets us see each
+    read: one larger than :data:`MAX_TAR_READ` can only be a metadata record that lies about
+    its size, and the running total (forward seeks included) is held to the archive's byte
+    and ratio limits even for bytes that are never written, such as padding and headers.
+    """
+
+    def __init__(self, source: IO[bytes], compression: str, archive: Path, writer: _Writer) -> None:
+        self.source = source
+        self.compression = compression  # "" for a plain tar
+        self.archive = archive
+        self.writer = writer
+        self.consumed = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_TAR_READ:
+            shown = "everything" if size is None or size < 0 else f"{size} bytes"
+            raise DecoderError(
+                f"refused: a tar header asks to read {shown} at once (over {MAX_TAR_READ}; "
+                "a forged long-name or pax record?)",
+                self.archive,
+            )
+        data = self.source.read(size)
+        self._account(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self.source.tell()
+        target = offset if whence == os.SEEK_SET else position + offset if whence == os.SEEK_CUR else None
+        if target is not None and target > position:
+            self._account(target - position)  # decompressors skip forward by decompressing
+        return self.source.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.source.tell()
+
+    def _account(self, count: int) -> None:
+        self.consumed += count
+        limits = self.writer.limits
+        # Headers and padding come on top of the member bytes: allow a block per member and
+        # a little slack, but no more.
+        if self.consumed > limits.total + (limits.members + 16) * 3 * _BLOCKSIZE:
+            raise DecoderError(f"refused: the archive expands beyond the {limits.total}-byte limit", self.archive)
+        if self.consumed > RATIO_FLOOR and self.consumed > MAX_RATIO * max(limits.stored, 1):
+            raise DecoderError(
+                f"refused: the archive expands more than {MAX_RATIO}x its size (a decompression bomb)", self.archive
+            )
+
+
+@contextlib.contextmanager
+def _decompressed(raw: IO[bytes], archive: Path, writer: _Writer) -> Iterator[_TarStream]:
+    """A :class:`_TarStream` over ``raw``, decompressed as its first bytes announce."""
+    head = raw.read(6)
+    raw.seek(0)
+    openers: dict[bytes, tuple[str, Callable[[IO[bytes]], IO[bytes]]]] = {
+        b"\x1f\x8b": ("gzip", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
+        b"BZh": ("bzip2", bz2.BZ2File),
+        b"\xfd7zXZ\x00": ("xz", lzma.LZMAFile),
+    }
+    for magic, (compression, opener) in openers.items():
+        if head.startswith(magic):
+            with opener(raw) as source:
+                yield _TarStream(source, compression, archive, writer)
+            return
+    yield _TarStream(raw, "", archive, writer)
 
 
 def _tar_members(tar: tarfile.TarFile, writer: _Writer) -> Iterator[tarfile.TarInfo]:
