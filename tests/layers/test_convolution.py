@@ -75,9 +75,14 @@ def test_deconvolution(tmp_path: Path, channels: int, height: int, width: int, o
         blobs = net.blobs["out"]
         pick = _per_axis(overrides)
         top = caffe_reference.deconvolution(
-            feed["data"], blobs[0], blobs[1] if len(blobs) > 1 else None,
-            pick("stride", 1), pick("pad", 0), pick("dilation", 1), overrides.get("group", 1),
-        )  # fmt: skip
+            feed["data"],
+            blobs[0],
+            blobs[1] if len(blobs) > 1 else None,
+            pick("stride", 1),
+            pick("pad", 0),
+            pick("dilation", 1),
+            overrides.get("group", 1),
+        )
         return {"out": top}
 
     assert_matches_reference(net, tmp_path / "reference", reference)
