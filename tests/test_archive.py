@@ -6,6 +6,7 @@ first, so "refused" also proves the partial extraction was undone.
 
 from __future__ import annotations
 
+import gzip
 import io
 import stat
 import struct
@@ -197,6 +198,23 @@ def test_tar_gz_bomb_is_stopped_while_streaming(tmp_path: Path) -> None:
     archive = make_tar(tmp_path / "bomb.tar.gz", {"labels.txt": b"ok", "zeros.caffemodel": bytes(size)})
     assert size > MAX_RATIO * archive.stat().st_size  # the premise: this really is a bomb
     assert_refused(archive, tmp_path / "out", "bomb")
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE])
+def test_forged_metadata_record_size(tmp_path: Path, kind: bytes) -> None:
+    """A long-name or pax record of 32 MiB of zeros: tarfile reads such a record in ONE read, into memory.
+
+    The zeros are really there (gzip makes them ~32 KB), so only a bound on single reads stops it.
+    """
+    record = tarfile.TarInfo("././@LongLink")
+    record.type = kind
+    record.size = 32 << 20
+    archive = tmp_path / "forged.tar.gz"
+    with gzip.open(archive, "wb", compresslevel=1) as out:
+        out.write(record.tobuf(format=tarfile.GNU_FORMAT))
+        for _ in range(32):
+            out.write(bytes(1 << 20))
+    assert_refused(archive, tmp_path / "out", "at once")
 
 
 def test_duplicate_member_is_refused(tmp_path: Path) -> None:
