@@ -1,0 +1,228 @@
+"""`diagnose()`: from a model and the user's inputs to a :class:`Report`.
+
+The order is the order of evidence: the Caffe files (missing weights), the blob's shape,
+how the blob relates to DIGITS's (scale, mean, channels, layout), the images against
+the training mean (polarity), then what the network does with the inputs (constant or
+saturated scores, dead layers), the preprocessing variants, and finally the repair,
+which is run through the network before it is offered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decoder.diagnosis import activations, outputs
+from decoder.diagnosis.blobs import BlobTransform, fit_with_pixels, infer_from_blob
+from decoder.diagnosis.expect import expected_indices
+from decoder.diagnosis.findings import Finding
+from decoder.diagnosis.fixes import Repair, digits_numpy, digits_pycaffe
+from decoder.diagnosis.forward import Forward, run_forward
+from decoder.diagnosis.inputs import check_shape, describe_range, pixel_findings, require_finite, transform_findings
+from decoder.diagnosis.opening import open_model
+from decoder.diagnosis.pixels import check_pixels, digits_blob, network_pixels
+from decoder.diagnosis.report import Report
+from decoder.diagnosis.variants import build_variants, run_variants, variant_findings
+from decoder.errors import DecoderError
+from decoder.preprocess import ImageSource
+from decoder.spec import GRAPH_KEY, SPEC_KEY, PreprocessSpec
+
+PathLike = str | os.PathLike[str]
+#: Codes about the input pipeline: the first error among them carries DIGITS's preprocessing as code.
+INPUT_CODES = ("input-range", "mean-missing", "mean-wrong", "channel-order", "layout", "polarity", "pixel-mismatch")
+
+
+def diagnose(
+    model: PathLike | None,
+    images: Sequence[ImageSource] | None = None,
+    blobs: np.ndarray | PathLike | None = None,
+    expect: Sequence[object] | np.ndarray | None = None,
+    *,
+    prototxt: PathLike | None = None,
+    weights: PathLike | None = None,
+    mean: PathLike | None = None,
+    labels: PathLike | None = None,
+    train_val: PathLike | None = None,
+) -> Report:
+    """Why does this model give constant or wrong answers on these inputs?
+
+    ``model`` is a .onnx written by `decode convert`, or Caffe sources (DIGITS archive,
+    folder; or None with ``prototxt`` + ``weights``). ``images`` are the source images
+    (paths or uint8 arrays); ``blobs`` what the user's code fed the network (N, C, H, W
+    float32, or a .npy path), in the order of ``images`` when both are given; ``expect``
+    the labels the user expected (names or class numbers), one per image or blob.
+    """
+    with open_model(model, prototxt=prototxt, weights=weights, mean=mean, labels=labels, train_val=train_val) as opened:
+        if opened.onnx is None:
+            return Report(opened.name, list(opened.findings), {"count": 0}, notes=list(opened.notes))
+        report = _diagnose_onnx(opened.onnx, opened.name, images, _load_blobs(blobs), expect)
+        report.notes.extend(opened.notes)
+        return report
+
+
+def _load_blobs(blobs: np.ndarray | PathLike | None) -> np.ndarray | None:
+    if blobs is None or isinstance(blobs, np.ndarray):
+        return blobs
+    path = Path(blobs)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DecoderError("no such blob file", path) from None
+    except (OSError, ValueError) as exc:
+        raise DecoderError(f"not a numpy .npy array ({exc})", path) from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise DecoderError("expected a numeric .npy array of shape (N, C, H, W)", path)
+    return array
+
+
+@dataclasses.dataclass
+class _Loaded:
+    runner: Any
+    spec: PreprocessSpec | None
+    score_output: str
+    score_is_softmax: bool
+    layer_types: list[str]
+    labels: tuple[str, ...]
+
+
+def _load(path: Path) -> _Loaded:
+    from decoder.intermediates import LayerRunner
+    from decoder.runtime import GraphInfo
+
+    runner = LayerRunner(path)
+    props = dict(runner.session.get_modelmeta().custom_metadata_map)
+    graph = GraphInfo.from_metadata(props, [o for o in runner.output_names]) if GRAPH_KEY in props else None
+    if graph is None:
+        raise DecoderError("has no decoder layer map (not written by `decode convert`)", path)
+    spec = PreprocessSpec.from_metadata(props, str(path)) if SPEC_KEY in props else None
+    types = [layer.type for layer in runner.layers]
+    return _Loaded(runner, spec, graph.score_output, graph.score_is_softmax, types, spec.labels if spec else ())
+
+
+def _diagnose_onnx(
+    path: Path, name: str, images: Sequence[ImageSource] | None, blob: np.ndarray | None, expect: Any
+) -> Report:
+    loaded = _load(path)
+    spec = loaded.spec
+    images = list(images) if images is not None else []
+    if not images and blob is None:
+        raise DecoderError("nothing to diagnose: give images, blobs (--blobs), or both")
+    if images and spec is None:
+        raise DecoderError("the model carries no image preprocessing, so images cannot be fed; give --blobs", path)
+    findings: list[Finding] = []
+    inputs: dict[str, Any] = {"images": len(images)}
+    pixels = network_pixels(images, spec) if images and spec is not None else None
+    reference = digits_blob(pixels, spec) if pixels is not None and spec is not None else None
+
+    transform: BlobTransform | None = None
+    if blob is not None:
+        blob = np.asarray(blob, dtype=np.float32)
+        require_finite(blob, "--blobs")
+        inputs["blob_shape"] = list(blob.shape)
+        inputs["blob_range"] = describe_range(blob)
+        if spec is not None:
+            blob, shape_findings = check_shape(blob, spec)
+            findings.extend(shape_findings)
+            if blob is None:
+                return Report(name, findings, inputs)
+        if reference is not None and len(reference) != len(blob):
+            raise DecoderError(f"{len(images)} images but {len(blob)} blobs: give them in the same number and order")
+    fed = blob if blob is not None else reference
+    assert fed is not None
+    inputs["count"] = len(fed)
+    expected = None if expect is None else expected_indices(list(expect), len(fed), loaded.labels)
+    inputs["expected"] = 0 if expected is None else len(expected)
+
+    pixel_source = "images"
+    if blob is not None and spec is not None:
+        if pixels is not None:
+            transform = fit_with_pixels(blob, pixels, spec)
+        if transform is None:
+            transform = infer_from_blob(blob, spec)
+            pixel_source = "pixels of your blobs"
+        first_type = loaded.layer_types[0] if loaded.layer_types else ""
+        findings.extend(transform_findings(transform, spec, blob, reference, first_type))
+    check = None
+    if spec is not None:
+        if pixels is not None:
+            check = check_pixels(pixels, spec, check_channels=False)
+        elif transform is not None and blob is not None:
+            check = check_pixels(transform.pixels_from(blob, spec), spec, check_channels=True)
+        findings.extend(pixel_findings(check, pixel_source))
+
+    forward = run_forward(loaded.runner, fed, loaded.score_output, loaded.score_is_softmax)
+    ref_forward = None
+    if blob is not None and reference is not None:
+        ref_forward = run_forward(loaded.runner, reference, loaded.score_output, loaded.score_is_softmax)
+    findings.extend(outputs.check_constant(forward, loaded.labels, ref_forward, expected))
+    findings.extend(outputs.check_saturated(forward, ref_forward))
+    findings.extend(outputs.check_double_softmax(forward, loaded.layer_types, loaded.score_is_softmax))
+    findings.extend(activations.check_layers(forward, ref_forward))
+
+    variants = None
+    if pixels is not None and spec is not None and (expected is not None or blob is not None):
+
+        def score(x: np.ndarray) -> np.ndarray:
+            return run_forward(loaded.runner, x, loaded.score_output, loaded.score_is_softmax).probabilities
+
+        user_predictions = forward.predictions if blob is not None else None
+        variants = run_variants(build_variants(spec, images), pixels, score, expected, user_predictions)
+        findings.extend(variant_findings(variants, len(fed)))
+
+    repair, repair_check = None, {}
+    if transform is not None and spec is not None:
+        inverted, swapped = bool(check and check.inverted), bool(check and check.swapped)
+        repair = Repair(transform, spec, invert_pixels=inverted, reverse_channels=swapped)
+        if _changes_something(repair, findings):
+            repair_check = _verify(repair, blob, reference, expected, loaded)
+        else:
+            repair = None
+    elif check is not None and check.inverted and spec is not None and reference is not None:
+        identity = BlobTransform(spec.scale, -spec.scale, 0.0, spec.mean_kind, False, "chw", 0.0, "images")
+        repair = Repair(identity, spec, invert_pixels=True)
+        repair_check = _verify(repair, reference, None, expected, loaded)
+    findings = _attach_digits_code(findings, spec)
+    report = Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check)
+    return report
+
+
+def _changes_something(repair: Repair, findings: list[Finding]) -> bool:
+    """A repair is worth offering when some input finding is an error or warning."""
+    return any(f.code in INPUT_CODES and f.severity != "info" for f in findings) or repair.invert_pixels
+
+
+def _verify(
+    repair: Repair, blob: np.ndarray | None, reference: np.ndarray | None, expected: np.ndarray | None, loaded: _Loaded
+) -> dict[str, Any]:
+    """Run the repaired blob through the network: the fix is only offered with its measured effect."""
+    if blob is None:
+        return {}
+    fixed = repair.apply(blob)
+    forward: Forward = run_forward(loaded.runner, fixed, loaded.score_output, loaded.score_is_softmax)
+    check: dict[str, Any] = {
+        "distinct_labels": len(np.unique(forward.predictions)),
+        "logit_spread": round(outputs.logit_spread(forward.logits), 4),
+    }
+    if expected is not None:
+        check["accuracy"] = round(float(np.mean(forward.predictions == expected)), 4)
+    if reference is not None:
+        check["max_difference_from_digits"] = float(np.abs(fixed - reference).max())
+        ref = run_forward(loaded.runner, reference, loaded.score_output, loaded.score_is_softmax)
+        check["agreement_with_digits"] = round(float(np.mean(forward.predictions == ref.predictions)), 4)
+    return check
+
+
+def _attach_digits_code(findings: list[Finding], spec: PreprocessSpec | None) -> list[Finding]:
+    """Give the first input error DIGITS's preprocessing as numpy and pycaffe code."""
+    if spec is None:
+        return findings
+    for index, finding in enumerate(findings):
+        if finding.code in INPUT_CODES and finding.severity == "error":
+            findings[index] = dataclasses.replace(finding, numpy=digits_numpy(spec), pycaffe=digits_pycaffe(spec))
+            break
+    return findings
