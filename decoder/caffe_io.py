@@ -228,10 +228,117 @@ def read_binaryproto(path: PathLike) -> np.ndarray:
     return array
 
 
+# V0 type strings -> V1 enum (upgrade_proto.cpp UpgradeV0LayerType).
+_V1 = caffe_pb2.V1LayerParameter
+V0_TYPES: dict[str, int] = {
+    "accuracy": _V1.ACCURACY,
+    "bnll": _V1.BNLL,
+    "concat": _V1.CONCAT,
+    "conv": _V1.CONVOLUTION,
+    "data": _V1.DATA,
+    "dropout": _V1.DROPOUT,
+    "euclidean_loss": _V1.EUCLIDEAN_LOSS,
+    "flatten": _V1.FLATTEN,
+    "hdf5_data": _V1.HDF5_DATA,
+    "hdf5_output": _V1.HDF5_OUTPUT,
+    "im2col": _V1.IM2COL,
+    "images": _V1.IMAGE_DATA,
+    "infogain_loss": _V1.INFOGAIN_LOSS,
+    "innerproduct": _V1.INNER_PRODUCT,
+    "lrn": _V1.LRN,
+    "multinomial_logistic_loss": _V1.MULTINOMIAL_LOGISTIC_LOSS,
+    "pool": _V1.POOLING,
+    "relu": _V1.RELU,
+    "sigmoid": _V1.SIGMOID,
+    "softmax": _V1.SOFTMAX,
+    "softmax_loss": _V1.SOFTMAX_LOSS,
+    "split": _V1.SPLIT,
+    "tanh": _V1.TANH,
+    "window_data": _V1.WINDOW_DATA,
+}
+
+
+def fold_v0_padding_layers(layers: Iterable[caffe_pb2.V1LayerParameter]) -> list[caffe_pb2.V1LayerParameter]:
+    """Drop V0 "padding" layers, moving their pad into the conv/pool that reads their output.
+
+    upgrade_proto.cpp UpgradeV0PaddingLayers: the consumer takes the padding layer's
+    ``pad`` and reads the padding layer's own bottom instead.
+    """
+    layers = list(layers)
+    folded: list[caffe_pb2.V1LayerParameter] = []
+    last_writer: dict[str, int] = {}
+    for index, connection in enumerate(layers):
+        if connection.layer.type != "padding":
+            folded.append(caffe_pb2.V1LayerParameter())
+            folded[-1].CopyFrom(connection)
+        for j, blob in enumerate(connection.bottom):
+            source = layers[last_writer[blob]] if blob in last_writer else None
+            if source is None or source.layer.type != "padding":
+                continue
+            if connection.layer.type not in ("conv", "pool") or len(connection.bottom) != 1:
+                raise DecoderError(
+                    f"V0 padding layer {source.layer.name!r} feeds {connection.layer.name!r} "
+                    f"({connection.layer.type or 'no type'}); Caffe only folds padding into a conv or pool"
+                )
+            if len(source.bottom) != 1 or len(source.top) != 1:
+                raise DecoderError(f"V0 padding layer {source.layer.name!r} must have one bottom and one top")
+            folded[-1].layer.pad = source.layer.pad
+            folded[-1].bottom[j] = source.bottom[0]
+        for blob in connection.top:
+            last_writer[blob] = index
+    return folded
+
+
+def upgrade_v0_layer(connection: caffe_pb2.V1LayerParameter) -> caffe_pb2.V1LayerParameter:
+    """One V0 layer as V1 (upgrade_proto.cpp UpgradeV0LayerParameter), the fields deploy nets use."""
+    v0 = connection.layer
+    v1 = caffe_pb2.V1LayerParameter(name=v0.name, bottom=connection.bottom, top=connection.top)
+    kind = v0.type
+    if v0.HasField("type"):
+        v1.type = V0_TYPES.get(kind, _V1.NONE)
+    # Caffe reads the V0 layer's blobs; OpenCV's port reads the wrapper's: accept either.
+    v1.blobs.extend(v0.blobs or connection.blobs)
+    if kind == "conv":
+        conv = v1.convolution_param
+        if v0.HasField("num_output"):
+            conv.num_output = v0.num_output
+        if v0.HasField("biasterm"):
+            conv.bias_term = v0.biasterm
+        conv.pad.extend([v0.pad] if v0.HasField("pad") else [])
+        conv.kernel_size.extend([v0.kernelsize] if v0.HasField("kernelsize") else [])
+        conv.stride.extend([v0.stride] if v0.HasField("stride") else [])
+        if v0.HasField("group"):
+            conv.group = v0.group
+    elif kind == "pool":
+        pool = v1.pooling_param
+        for v0_name, name in (("pad", "pad"), ("kernelsize", "kernel_size"), ("stride", "stride")):
+            if v0.HasField(v0_name):
+                setattr(pool, name, getattr(v0, v0_name))
+        if v0.HasField("pool"):
+            pool.pool = v0.pool  # V0 and V2 PoolMethod share their numbers (MAX 0, AVE 1, STOCHASTIC 2)
+    elif kind == "innerproduct":
+        if v0.HasField("num_output"):
+            v1.inner_product_param.num_output = v0.num_output
+        if v0.HasField("biasterm"):
+            v1.inner_product_param.bias_term = v0.biasterm
+    if v0.HasField("dropout_ratio"):
+        v1.dropout_param.dropout_ratio = v0.dropout_ratio
+    for field_name in ("local_size", "alpha", "beta", "k"):
+        if v0.HasField(field_name):
+            setattr(v1.lrn_param, field_name, getattr(v0, field_name))
+    if v0.HasField("concat_dim"):
+        v1.concat_param.concat_dim = v0.concat_dim
+    return v1
+
+
 def upgrade_v1_layer(v1: caffe_pb2.V1LayerParameter) -> caffe_pb2.LayerParameter:
-    """One V1 layer in V2 form (upgrade_proto.cpp UpgradeV1LayerParameter)."""
+    """One V1 (or V0) layer in V2 form (upgrade_proto.cpp UpgradeV1LayerParameter)."""
     if v1.HasField("layer"):
-        raise DecoderError(f"layer {v1.layer.name!r} uses the V0 format (pre-2014), which is not supported yet")
+        v0_type = v1.layer.type
+        layer = upgrade_v1_layer(upgrade_v0_layer(v1))
+        if v0_type not in V0_TYPES:
+            layer.type = f"V0:{v0_type or '<no type>'}"
+        return layer
     layer = caffe_pb2.LayerParameter(name=v1.name, type=V1_TYPE_NAMES.get(v1.type, f"V1:{v1.type}"))
     layer.bottom.extend(v1.bottom)
     layer.top.extend(v1.top)
@@ -249,6 +356,9 @@ def upgraded_layers(net: caffe_pb2.NetParameter) -> list[caffe_pb2.LayerParamete
     """The net's layers in V2 form, whichever field (``layer`` or V1 ``layers``) holds them."""
     if net.layer and net.layers:
         raise DecoderError("the net mixes V2 `layer` and V1 `layers` fields")
+    if any(v1.HasField("layer") for v1 in net.layers):
+        # V0 (pre-2014): upgrade_proto.cpp UpgradeV0Net folds padding layers, then V0 -> V1.
+        return [upgrade_v1_layer(v0) for v0 in fold_v0_padding_layers(net.layers)]
     if net.layers:
         return [upgrade_v1_layer(v1) for v1 in net.layers]
     return list(net.layer)
