@@ -11,9 +11,8 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +20,15 @@ from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
 from decoder.spec import GRAPH_KEY, PreprocessSpec
 
+if TYPE_CHECKING:
+    from decoder.batching import Failure, PoolKind
+
 ImageItem = str | os.PathLike[str] | np.ndarray
+
+#: Images per ONNX Runtime call (measured: see scripts/benchmark.py).
+DEFAULT_BATCH_SIZE = 64
+#: Preprocessing threads running beside inference (measured: see scripts/benchmark.py).
+DEFAULT_WORKERS = 1
 
 
 @dataclass(frozen=True)
@@ -115,25 +122,85 @@ class Model:
         """DIGITS's preprocessing of images (paths or HxW / HxWxC uint8 RGB arrays) into a batch."""
         from decoder.preprocess import preprocess_batch
 
-        if self.spec is None:
-            raise DecoderError("the model carries no image preprocessing (its input is not an image)", self.path)
-        return preprocess_batch(list(items), self.spec)
+        return preprocess_batch(list(items), self._require_spec())
 
-    def predict_iter(self, items: Iterable[ImageItem], top_k: int = 5, batch_size: int = 64) -> Iterator[Prediction]:
-        """Predictions in input order, one batch (one ONNX Runtime call) at a time."""
-        iterator = iter(items)
-        start = 0
-        while batch := list(islice(iterator, batch_size)):
-            names = [_item_name(item, start + i) for i, item in enumerate(batch)]
-            yield from decode(self.probabilities(self.preprocess(batch)), self.labels, names, top_k)
-            start += len(batch)
+    def predict_batches(
+        self,
+        items: Iterable[ImageItem],
+        top_k: int = 5,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
+        kind: PoolKind = "thread",
+    ) -> Iterator[BatchResult]:
+        """Results one batch at a time, in input order, broken images reported instead of raised.
 
-    def predict(self, items: Iterable[ImageItem] | ImageItem, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
-        """Predictions for image paths or arrays (a single item gives a one-element list)."""
+        Images are decoded and preprocessed by ``workers`` threads (or processes, ``kind``)
+        while ONNX Runtime runs the previous batch; each batch is one NCHW session call.
+        ``workers=None`` picks :data:`DEFAULT_WORKERS`, ``0`` does everything in this thread.
+        """
+        from decoder.batching import prepared_batches
+
+        spec = self._require_spec()
+        workers = DEFAULT_WORKERS if workers is None else workers
+        for batch in prepared_batches(items, spec, batch_size, workers, kind):
+            if batch.positions:
+                probabilities = self.probabilities(batch.blob)
+                predictions = decode(probabilities, self.labels, batch.names, top_k)
+            else:
+                probabilities = np.empty((0, 0))
+                predictions = []
+            yield BatchResult(predictions, batch.positions, probabilities, batch.failures)
+
+    def predict_iter(
+        self,
+        items: Iterable[ImageItem],
+        top_k: int = 5,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
+        skip_errors: bool = False,
+    ) -> Iterator[Prediction]:
+        """Predictions in input order, yielded as each batch finishes (memory stays flat).
+
+        An unreadable image raises its :class:`DecoderError` when its batch is reached
+        (earlier predictions have been yielded by then); ``skip_errors=True`` drops it
+        instead (see :meth:`predict_batches` to learn which ones were dropped).
+        """
+        for result in self.predict_batches(items, top_k, batch_size, workers):
+            if result.failures and not skip_errors:
+                yield from (
+                    p
+                    for p, position in zip(result.predictions, result.positions, strict=True)
+                    if position < result.failures[0].position
+                )
+                raise result.failures[0].error
+            yield from result.predictions
+
+    def predict(
+        self,
+        items: Iterable[ImageItem] | ImageItem,
+        top_k: int = 5,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
+    ) -> list[Prediction]:
+        """Predictions for image paths or arrays, as a list (a single item gives a one-element list).
+
+        For very long inputs, iterate :meth:`predict_iter` instead: same results, flat memory.
+        """
         if isinstance(items, (str, os.PathLike, np.ndarray)):
             items = [items]
-        return list(self.predict_iter(items, top_k=top_k, batch_size=batch_size))
+        return list(self.predict_iter(items, top_k=top_k, batch_size=batch_size, workers=workers))
+
+    def _require_spec(self) -> PreprocessSpec:
+        if self.spec is None:
+            raise DecoderError("the model carries no image preprocessing (its input is not an image)", self.path)
+        return self.spec
 
 
-def _item_name(item: ImageItem, index: int) -> str:
-    return f"<array {index}>" if isinstance(item, np.ndarray) else str(item)
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch gave: predictions (with their input positions) and the images that failed."""
+
+    predictions: list[Prediction]
+    positions: list[int]  # input-stream position of each prediction
+    probabilities: np.ndarray  # (len(predictions), K)
+    failures: list[Failure]

@@ -1,0 +1,182 @@
+"""The prediction pipeline: workers decode and preprocess the next batches while ONNX Runtime runs this one.
+
+Why a pipeline: on small images (28x28 digits) decoding the file costs as much as the
+network, so doing them one after the other leaves a core idle. Here the input stream is
+cut into batches lazily (a million paths never become a million blobs), up to
+``workers + 1`` batches are prepared ahead by a pool, and the caller receives them in
+input order, so memory stays flat and output order is deterministic.
+
+Threads or processes: both are offered (``kind``); threads are the default because they
+measured faster here (see ``scripts/benchmark.py`` and the README): the expensive parts
+(file reads, OpenCV's PNG decode, Pillow's decoders, ONNX Runtime) release the GIL, while
+a process pool pays for pickling every blob back and, with ``spawn``/``forkserver``, for
+re-importing numpy/Pillow in each worker.
+
+A broken image never stops the batch: it becomes a :class:`Failure` carrying the
+:class:`~decoder.errors.DecoderError` (which names the file); callers decide whether to
+stop (``--strict``) or go on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Literal
+
+import numpy as np
+
+from decoder.errors import DecoderError
+from decoder.spec import PreprocessSpec
+
+ImageItem = Any  # a path (str / os.PathLike), a uint8 array, or a PIL image: what decoder.preprocess accepts
+PoolKind = Literal["thread", "process"]
+
+#: Images seen before the PNG fast path switches on: importing OpenCV costs about as much
+#: as opening ~250 small PNGs with Pillow, so short runs (the one-image cold start) skip it.
+FAST_PATH_AFTER = 256
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be turned into a blob."""
+
+    position: int  # index of the item in the input stream
+    name: str
+    error: DecoderError
+
+
+@dataclass
+class PreparedBatch:
+    """A batch ready for the network: the blob of the items that loaded, and those that did not."""
+
+    start: int  # position of the batch's first item in the input stream
+    blob: np.ndarray  # (len(positions), C, H, W) float32
+    positions: list[int]  # stream position of each blob row
+    names: list[str]  # display name of each blob row
+    failures: list[Failure]
+
+
+def item_name(item: ImageItem, position: int) -> str:
+    """How an item is named in results and messages: its path, or ``<array N>`` / ``<image N>``."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fsdecode(item)
+    if isinstance(item, np.ndarray):
+        return f"<array {position}>"
+    return getattr(item, "filename", "") or f"<image {position}>"
+
+
+def prepare_batch(items: list[ImageItem], start: int, spec: PreprocessSpec, fast: bool = True) -> PreparedBatch:
+    """Preprocess ``items`` (stream positions ``start``...) into one blob, collecting failures.
+
+    ``fast`` lets plain 8-bit PNG files go through :mod:`decoder.fast_png` (same pixels as
+    Pillow, ~10x cheaper to decode); every other item takes :func:`decoder.preprocess.preprocess`.
+    """
+    from decoder.preprocess import preprocess
+
+    read_png = None
+    if fast:
+        from decoder import fast_png
+
+        read_png = fast_png.read_png if fast_png.available() else None
+    blob = np.empty((len(items), spec.channels, spec.height, spec.width), dtype=np.float32)
+    positions: list[int] = []
+    names: list[str] = []
+    failures: list[Failure] = []
+    for offset, item in enumerate(items):
+        position = start + offset
+        name = item_name(item, position)
+        source = item
+        if read_png is not None and isinstance(item, (str, os.PathLike)):
+            pixels = read_png(item)
+            if pixels is not None:
+                source = pixels
+        try:
+            blob[len(positions)] = preprocess(source, spec)
+        except DecoderError as exc:
+            error = exc if exc.path else DecoderError(exc.message, name)  # every message names its image
+            failures.append(Failure(position, name, error))
+            continue
+        positions.append(position)
+        names.append(name)
+    return PreparedBatch(start, blob[: len(positions)], positions, names, failures)
+
+
+def prepared_batches(
+    items: Iterable[ImageItem],
+    spec: PreprocessSpec,
+    batch_size: int = 64,
+    workers: int = 1,
+    kind: PoolKind = "thread",
+) -> Iterator[PreparedBatch]:
+    """Batches of ``items`` in input order, prepared by ``workers`` threads/processes ahead of use.
+
+    ``workers=0`` prepares each batch in the calling thread, when it is asked for. At most
+    ``workers + 1`` batches wait in memory, whatever the length of ``items``.
+    """
+    if batch_size < 1:
+        raise DecoderError(f"batch size must be at least 1, not {batch_size}")
+    chunks = _chunks(items, batch_size)
+    if workers <= 0:
+        for start, chunk in chunks:
+            yield prepare_batch(chunk, start, spec, _fast_path_wanted(start))
+        return
+    executor = _make_executor(kind, workers, spec)
+    pending: deque[Future[PreparedBatch]] = deque()
+    try:
+        for start, chunk in chunks:
+            if kind == "process":
+                pending.append(executor.submit(_prepare_in_worker, chunk, start, _fast_path_wanted(start)))
+            else:
+                pending.append(executor.submit(prepare_batch, chunk, start, spec, _fast_path_wanted(start)))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunks(items: Iterable[ImageItem], size: int) -> Iterator[tuple[int, list[ImageItem]]]:
+    iterator = iter(items)
+    start = 0
+    while chunk := list(islice(iterator, size)):
+        yield start, chunk
+        start += len(chunk)
+
+
+def _fast_path_wanted(start: int) -> bool:
+    return start >= FAST_PATH_AFTER or "cv2" in sys.modules
+
+
+# --------------------------------------------------------------------------- process pool
+
+_worker_spec: PreprocessSpec | None = None
+
+
+def _make_executor(kind: PoolKind, workers: int, spec: PreprocessSpec) -> Executor:
+    if kind == "thread":
+        return ThreadPoolExecutor(workers, thread_name_prefix="decoder-prepare")
+    if kind != "process":
+        raise DecoderError(f"unknown worker kind {kind!r}; expected 'thread' or 'process'")
+    import multiprocessing
+
+    # fork shares the already imported numpy/Pillow (spawn would re-import them in every
+    # worker, ~0.3 s each); the workers only run numpy, Pillow and OpenCV's imdecode.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    context = multiprocessing.get_context(method)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(spec,))
+
+
+def _init_worker(spec: PreprocessSpec) -> None:
+    global _worker_spec
+    _worker_spec = spec
+
+
+def _prepare_in_worker(items: list[ImageItem], start: int, fast: bool) -> PreparedBatch:
+    assert _worker_spec is not None, "worker started without its spec"
+    return prepare_batch(items, start, _worker_spec, fast)
