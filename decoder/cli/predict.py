@@ -1,14 +1,30 @@
-"""`decode IMAGE... --model M`: labels, probabilities and top-k, as text or JSON lines."""
+"""`decode IMAGES... --model M`: labels, probabilities and top-k for files, folders, globs and lists.
+
+Results go to stdout (DIGITS-style text, or ``--json``: one object per line) or to a file
+(``--output results.csv | results.jsonl``), written batch by batch under a temporary
+name and renamed into place at the end, so a crash never leaves a half-written file with
+the real name. Everything else goes to stderr: one line per unreadable image (the run
+goes on, then exits 2 with a count; ``--strict`` stops at the first), a progress bar when
+stderr is a terminal and the results are not printed there, and a closing summary with
+accuracy, per-class accuracy and the confusion matrix when true classes are known.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
 
 import click
 
-from decoder.cli.inputs import expand_images
 from decoder.decoding import Prediction
 from decoder.errors import DecoderError
+
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def format_prediction(prediction: Prediction) -> str:
@@ -18,6 +34,19 @@ def format_prediction(prediction: Prediction) -> str:
     for rank, entry in enumerate(prediction.top_k, 1):
         lines.append(f"  {rank}. {entry.label:<{width}}  {100 * entry.probability:6.2f}%")
     return "\n".join(lines)
+
+
+def prediction_json(prediction: Prediction) -> str:
+    """``json.dumps(prediction.to_dict())``, built directly: the same text, ~5x cheaper than ``asdict``."""
+    return json.dumps(
+        {
+            "image": prediction.image,
+            "label": prediction.label,
+            "index": prediction.index,
+            "probability": prediction.probability,
+            "top_k": [{"label": r.label, "index": r.index, "probability": r.probability} for r in prediction.top_k],
+        }
+    )
 
 
 @click.command()
@@ -32,40 +61,250 @@ def format_prediction(prediction: Prediction) -> str:
     help="A .onnx written by `decode convert` (env DECODER_MODEL).",
 )
 @click.option("--top-k", "-k", default=5, show_default=True, type=click.IntRange(1), help="How many classes to list.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout instead of text.")
 @click.option(
-    "--batch-size", default=64, show_default=True, type=click.IntRange(1), help="Images per ONNX Runtime call."
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write results to FILE.csv or FILE.jsonl instead of stdout (atomically: temporary name, then rename).",
 )
-@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
-def predict(images: tuple[str, ...], model_path: str, top_k: int, as_json: bool, batch_size: int, strict: bool) -> int:
-    """Classify IMAGES (files or folders) with DIGITS's preprocessing and labels."""
-    from decoder.runtime import Model
+@click.option("--batch-size", default=None, type=click.IntRange(1), help="Images per ONNX Runtime call [default: 64].")
+@click.option(
+    "--workers", default=None, type=click.IntRange(0), help="Threads decoding images beside inference [default: 1]."
+)
+@click.option("--pool", type=click.Choice(["thread", "process"]), default="thread", hidden=True)
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of listing and skipping it.")
+@click.option(
+    "--image-folder",
+    type=click.Path(file_okay=False),
+    help="Prefix for relative paths in list files (default: the list file's folder).",
+)
+@click.option(
+    "--confusion",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw the confusion matrix to this image (needs true classes and matplotlib).",
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@click.option("--quiet", "-q", is_flag=True, help="No summary (errors are still reported).")
+def predict(
+    images: tuple[str, ...],
+    model_path: str,
+    top_k: int,
+    as_json: bool,
+    output: Path | None,
+    batch_size: int | None,
+    workers: int | None,
+    pool: str,
+    strict: bool,
+    image_folder: str | None,
+    confusion: Path | None,
+    progress: bool | None,
+    quiet: bool,
+) -> int:
+    """Classify IMAGES (files, folders, globs or DIGITS list files) with DIGITS's preprocessing and labels.
 
+    \b
+    A list file (.txt) holds `path [class index]` per line, as DIGITS's Classify Many.
+    True classes (from the list, or from folders named after the labels) add accuracy,
+    per-class accuracy and a confusion matrix to the summary on stderr.
+    """
+    from decoder.cli.inputs import expand_inputs
+    from decoder.evaluation import Tally, require_matplotlib
+    from decoder.runtime import DEFAULT_BATCH_SIZE, Model
+
+    if output is not None and output.suffix.lower() not in OUTPUT_FORMATS:
+        raise click.BadParameter("the file must end in .csv or .jsonl", param_hint="--output")
+    if confusion is not None:
+        require_matplotlib()
     model = Model.load(model_path)
-    paths = expand_images(list(images))
-    failures: list[DecoderError] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        good, blobs = [], []
-        for path in chunk:
-            try:
-                blobs.append(model.preprocess([path]))
-                good.append(path)
-            except DecoderError as exc:
+    inputs = expand_inputs(images, model.labels, image_folder)
+    truths = [item.truth for item in inputs]
+    known = any(t is not None for t in truths)
+    if confusion is not None and not known:
+        raise DecoderError(
+            "--confusion needs true classes: a list file with class indices, or folders named after the "
+            f"model's labels ({', '.join(model.labels[:5])}{', ...' if len(model.labels) > 5 else ''})"
+        )
+    stderr = click.get_text_stream("stderr")
+    show_progress = (
+        progress if progress is not None else _is_tty(stderr) and (output is not None or not _is_tty(sys.stdout))
+    )
+    bar = Progress(len(inputs), stderr) if show_progress else None
+    tally = Tally(model.labels)
+    failures = 0
+    started = time.perf_counter()
+    with ResultSink(output, as_json, top_k, known) as sink:
+        results = model.predict_batches(
+            [item.path for item in inputs],
+            top_k,
+            batch_size or DEFAULT_BATCH_SIZE,
+            workers,
+            pool,  # type: ignore[arg-type]
+        )
+        for result in results:
+            if result.failures:
+                if bar:
+                    bar.clear()
                 if strict:
-                    raise
-                failures.append(exc)
-                click.echo(f"decode: error: {exc}", err=True)
-        if not good:
-            continue
-        import numpy as np
+                    first = result.failures[0]
+                    sink.write(
+                        [p for p, q in zip(result.predictions, result.positions, strict=True) if q < first.position],
+                        truths,
+                        result.positions,
+                    )
+                    raise first.error
+                for failure in result.failures:
+                    click.echo(f"decode: error: {failure.error}", err=True)
+                failures += len(result.failures)
+            sink.write(result.predictions, truths, result.positions)
+            if known:
+                for prediction, position in zip(result.predictions, result.positions, strict=True):
+                    if truths[position] is not None:
+                        tally.add(truths[position], prediction.index, [r.index for r in prediction.top_k])
+            if bar:
+                bar.update(result.positions[-1] + 1 if result.positions else result.failures[-1].position + 1)
+    if bar:
+        bar.clear()
+    elapsed = time.perf_counter() - started
+    if confusion is not None:
+        from decoder.evaluation import draw_confusion
 
-        from decoder.decoding import decode
+        draw_confusion(tally, confusion)
+    if not quiet and (len(inputs) > 1 or failures):
+        _summary(len(inputs), failures, elapsed, output, tally, confusion)
+    return 2 if failures else 0
 
-        probabilities = model.probabilities(np.concatenate(blobs))
-        for prediction in decode(probabilities, model.labels, [str(p) for p in good], top_k):
-            click.echo(json.dumps(prediction.to_dict()) if as_json else format_prediction(prediction))
+
+def _summary(
+    total: int, failures: int, elapsed: float, output: Path | None, tally: Any, confusion: Path | None
+) -> None:
+    rate = f" ({total / elapsed:,.0f} images/s)" if elapsed > 0 else ""
+    line = f"decode: {total - failures:,} of {total:,} images classified in {elapsed:.2f} s{rate}"
     if failures:
-        click.echo(f"decode: {len(failures)} of {len(paths)} image(s) could not be read", err=True)
-        return 2
-    return 0
+        line += f"; {failures:,} could not be read (listed above)"
+    click.echo(line, err=True)
+    if output is not None:
+        click.echo(f"decode: results written to {output}", err=True)
+    report = tally.report()
+    if report:
+        click.echo(report, err=True)
+    if confusion is not None:
+        click.echo(f"decode: confusion matrix drawn to {confusion}", err=True)
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class ResultSink:
+    """Where predictions go: stdout (text / JSON lines) or a .csv / .jsonl file written atomically.
+
+    The file is written under a hidden temporary name in the destination folder (same
+    filesystem, so the final ``os.replace`` is atomic) and flushed after every batch, so a
+    reader of the temporary file sees progress; it gets its real name only when the run
+    ends normally (broken images do not count as abnormal: the good results are kept).
+    """
+
+    def __init__(self, output: Path | None, as_json: bool, top_k: int, with_truth: bool) -> None:
+        self.output = output
+        self.kind = OUTPUT_FORMATS[output.suffix.lower()] if output else ("jsonl" if as_json else "text")
+        self.top_k = top_k
+        self.with_truth = with_truth and self.kind == "csv"
+        self.temporary: Path | None = None
+        self.stream: IO[str] | None = None
+        self.writer: Any = None
+        self.labels: tuple[str, ...] = ()
+
+    def __enter__(self) -> ResultSink:
+        if self.output is None:
+            return self
+        self.temporary = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
+        try:
+            self.stream = open(self.temporary, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise DecoderError(f"cannot write the results file ({exc.strerror or exc})", self.output) from None
+        if self.kind == "csv":
+            self.writer = csv.writer(self.stream)
+            header = ["image", "label", "index", "probability"]
+            for rank in range(2, self.top_k + 1):
+                header += [f"label_{rank}", f"probability_{rank}"]
+            if self.with_truth:
+                header += ["true_index", "correct"]
+            self.writer.writerow(header)
+        return self
+
+    def write(self, predictions: list[Prediction], truths: list[int | None], positions: list[int]) -> None:
+        if not predictions:
+            return
+        if self.kind == "csv":
+            self._write_csv(predictions, truths, positions)
+        else:
+            render = prediction_json if self.kind == "jsonl" else format_prediction
+            stream = self.stream or sys.stdout
+            stream.write("\n".join(render(p) for p in predictions) + "\n")
+            stream.flush()
+
+    def _write_csv(self, predictions: list[Prediction], truths: list[int | None], positions: list[int]) -> None:
+        rows = []
+        for prediction, position in zip(predictions, positions, strict=True):
+            row: list[Any] = [prediction.image, prediction.label, prediction.index, prediction.probability]
+            for entry in prediction.top_k[1:]:
+                row += [entry.label, entry.probability]
+            row += [""] * (2 * (self.top_k - len(prediction.top_k)))  # fewer classes than --top-k
+            if self.with_truth:
+                truth = truths[position]
+                row += ["", ""] if truth is None else [truth, int(truth == prediction.index)]
+            rows.append(row)
+        self.writer.writerows(rows)
+        assert self.stream is not None
+        self.stream.flush()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self.stream is None or self.temporary is None or self.output is None:
+            return
+        try:
+            self.stream.close()
+            if kind is None:
+                os.replace(self.temporary, self.output)
+        except OSError as exc:
+            raise DecoderError(f"cannot write the results file ({exc.strerror or exc})", self.output) from None
+        finally:
+            self.temporary.unlink(missing_ok=True)
+
+
+class Progress:
+    """A one-line progress bar on stderr: count, percentage, rate and ETA, redrawn at most 10 times a second."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self.total = total
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.last_draw = 0.0
+        self.drawn = False
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last_draw < 0.1 and done < self.total:
+            return
+        self.last_draw = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        eta_text = "--:--" if eta == float("inf") else f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
+        fraction = done / self.total if self.total else 1.0
+        filled = int(24 * fraction)
+        bar = "#" * filled + "-" * (24 - filled)
+        width = len(f"{self.total:,}")
+        text = f"\r[{bar}] {done:>{width},}/{self.total:,} {100 * fraction:3.0f}%  {rate:,.0f} img/s  ETA {eta_text}"
+        self.stream.write(text + "\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False
