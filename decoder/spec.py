@@ -8,7 +8,10 @@ gets exactly DIGITS's preprocessing and labels. The keys are documented in the R
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -22,6 +25,11 @@ ChannelOrder = Literal["BGR", "RGB"]
 
 RESIZE_MODES: tuple[str, ...] = ("squash", "crop", "fill", "half_crop")
 MEAN_KINDS: tuple[str, ...] = ("image", "pixel", "none")
+CHANNEL_ORDERS: tuple[str, ...] = ("BGR", "RGB")
+
+#: Largest input side we accept from metadata: a forged .onnx must not make us allocate
+#: a (C, 10**9, 10**9) blob per image. Real classifier inputs are a few hundred pixels.
+MAX_SIDE = 1 << 14
 
 SPEC_KEY = "decoder.spec"
 MEAN_KEY = "decoder.mean"
@@ -54,8 +62,22 @@ class PreprocessSpec:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("channels", "height", "width", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise DecoderError(f"{name} must be an integer, not {value!r}")
         if self.channels not in (1, 3):
             raise DecoderError(f"the network input has {self.channels} channels; only 1 or 3 are images")
+        if not (0 < self.height <= MAX_SIDE and 0 < self.width <= MAX_SIDE):
+            raise DecoderError(f"input size {self.width}x{self.height} is not 1..{MAX_SIDE} pixels a side")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise DecoderError(f"unknown channel order {self.channel_order!r}; expected BGR or RGB")
+        if not isinstance(self.input_name, str):
+            raise DecoderError(f"input name must be a string, not {self.input_name!r}")
+        if not isinstance(self.scale, numbers.Real) or isinstance(self.scale, bool) or not math.isfinite(self.scale):
+            raise DecoderError(f"scale must be a finite number, not {self.scale!r}")
+        if not all(isinstance(label, str) for label in self.labels):
+            raise DecoderError("labels must be strings")
         if self.resize_mode not in RESIZE_MODES:
             raise DecoderError(f"unknown resize mode {self.resize_mode!r}; expected one of {', '.join(RESIZE_MODES)}")
         if self.mean_kind not in MEAN_KINDS:
@@ -85,23 +107,40 @@ class PreprocessSpec:
     def from_metadata(cls, props: dict[str, str], path: str | None = None) -> PreprocessSpec:
         """Rebuild the spec written by :meth:`to_metadata`; explain what is missing."""
         if SPEC_KEY not in props:
-            raise DecoderError(
-                "this .onnx has no decoder preprocessing metadata (it was not written by `decode convert`); "
-                "convert the Caffe files with `decode convert`, or pass the preprocessing explicitly "
-                "(--channels/--size/--mean-kind ... see `decode --help`)",
-                path,
-            )
+            raise DecoderError(_missing_spec_message(props), path)
         try:
             body = json.loads(props[SPEC_KEY])
-            labels = tuple(json.loads(props.get(LABELS_KEY, "[]")))
+            labels = json.loads(props.get(LABELS_KEY, "[]"))
+            if not isinstance(body, dict):
+                raise ValueError(f"{SPEC_KEY} holds a JSON {type(body).__name__}, not an object")
+            if not isinstance(labels, list):
+                raise ValueError(f"{LABELS_KEY} holds a JSON {type(labels).__name__}, not a list")
             mean_shape = body.pop("mean_shape")
             body.pop("version", None)
             mean = None
             if mean_shape is not None:
-                raw = base64.b64decode(props[MEAN_KEY])
+                if not (isinstance(mean_shape, list) and all(isinstance(d, int) and d >= 0 for d in mean_shape)):
+                    raise ValueError(f"mean_shape {mean_shape!r} is not a list of sizes")
+                raw = base64.b64decode(props[MEAN_KEY], validate=True)
                 mean = np.frombuffer(raw, dtype="<f4").reshape(mean_shape).astype(np.float32)
-            return cls(**body, mean=mean, labels=labels)
+            return cls(**body, mean=mean, labels=tuple(labels))
         except DecoderError as exc:
-            raise DecoderError(exc.message, path) from None
-        except (KeyError, TypeError, ValueError) as exc:
+            raise DecoderError(f"corrupt decoder metadata in the .onnx file: {exc.message}", path) from None
+        except (KeyError, TypeError, ValueError, binascii.Error, RecursionError) as exc:
             raise DecoderError(f"corrupt decoder metadata in the .onnx file ({exc})", path) from None
+
+
+def _missing_spec_message(props: dict[str, str]) -> str:
+    """What a .onnx without ``decoder.spec`` lacks, and the ways to supply it."""
+    if GRAPH_KEY in props:
+        return (
+            f"this .onnx was written by `decode convert` but carries no image preprocessing ({SPEC_KEY}): "
+            "the net's input is not a 1- or 3-channel NCHW image; feed it ready-made blobs with Model.run"
+        )
+    return (
+        f"this .onnx has no decoder preprocessing metadata ({SPEC_KEY}), so the input size, channels, resize "
+        "mode, mean and labels DIGITS used are unknown (it was not written by `decode convert`); convert the "
+        "original Caffe/DIGITS "
+        "files with `decode convert`, or from Python give them yourself: "
+        "Model.load(path, spec=PreprocessSpec(channels=..., height=..., width=..., mean_kind=..., mean=...))"
+    )
