@@ -191,14 +191,38 @@ def write_model_atomically(model: onnx.ModelProto, output: Path) -> None:
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise DecoderError("the output folder does not exist", parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent)
     try:
+        data = model.SerializeToString()
+    except ValueError as exc:  # protobuf refuses messages over 2 GB
+        raise DecoderError(f"the converted model cannot be written as one .onnx file ({exc})", output) from None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise DecoderError(f"cannot write in the output folder ({exc.strerror or exc})", parent) from None
+    try:
+        # mkstemp creates the file private (0600); the .onnx should get the mode any new file would.
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _new_file_mode(output))
         with os.fdopen(fd, "wb") as handle:
-            handle.write(model.SerializeToString())
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp_name, output)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DecoderError(f"cannot write the .onnx ({exc.strerror or exc}); nothing was written", output) from None
         raise
+
+
+def _new_file_mode(output: Path) -> int:
+    """The mode of the file being replaced, else 0666 minus the umask (what ``open`` would give)."""
+    try:
+        return output.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def convert(
