@@ -11,8 +11,8 @@ So this module accepts only files where no interpretation is involved, and decli
 (returns None) everything else, which then takes :mod:`decoder.preprocess`'s Pillow
 path and gets DIGITS's exact treatment and error messages:
 
-- 8-bit greyscale (colour type 0) or 8-bit RGB (colour type 2) - Pillow modes L / RGB,
-  which DIGITS's ``load_image`` passes through unchanged;
+- 8-bit greyscale (colour type 0) or 8-bit RGB (colour type 2), not interlaced - Pillow
+  modes L / RGB, which DIGITS's ``load_image`` passes through unchanged;
 - no ``tRNS`` (Pillow keeps it as transparency info; libpng could expand it to alpha),
   no ``iCCP`` (libpng prints warnings about some profiles on stderr), no ``eXIf``
   (orientation is a documented "not applied" choice that we do not want to depend on
@@ -121,7 +121,7 @@ def _plain_png_shape(data: bytes) -> tuple[int, ...] | None:
             width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(
                 ">IIBBBBB", data, position + 8
             )
-            if depth != 8 or colour not in (_GREY, _RGB) or compression or filtering or interlace > 1:
+            if depth != 8 or colour not in (_GREY, _RGB) or compression or filtering or interlace:
                 return None
             if width == 0 or height == 0 or width * height > preprocess.MAX_IMAGE_PIXELS:
                 return None
