@@ -6,7 +6,8 @@ only when invoked, so a plain prediction does not pay for the converter's import
 
 Errors: a :class:`~decoder.errors.DecoderError` (bad input) prints one line on stderr and
 exits 2; a usage error exits 2 with click's message; anything else is a bug: one line
-and exit 1, with the traceback only under ``--debug``.
+and exit 1, with the traceback only under ``--debug``. Python warnings from the libraries
+are silenced unless ``--debug``, so they cannot bury those lines.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -77,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        status = cli.main(args=args, prog_name="decode", standalone_mode=False)
+        with warnings.catch_warnings():
+            if not debug:
+                # Library warnings (Pillow on odd TIFF tags or big images, protobuf, onnx) would
+                # put multi-line noise around our one-line messages; --debug shows them.
+                warnings.simplefilter("ignore")
+            status = cli.main(args=args, prog_name="decode", standalone_mode=False)
     except DecoderError as exc:
         click.echo(f"decode: error: {exc}", err=True)
         return exc.exit_code
