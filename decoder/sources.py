@@ -163,6 +163,8 @@ def _given_file(value: str | Path, what: str, containers: tuple[Path, ...], orig
                 return inside
     if path.is_dir():
         raise DecoderError(f"the {what} given is a folder, not a file", path)
+    if path.exists():  # a FIFO or device: reading it could block forever
+        raise DecoderError(f"the {what} given is not a regular file (a device, FIFO or socket?)", path)
     where = f" (nor inside {origin})" if origin else ""
     raise DecoderError(f"{what} not found{where}", path)
 
@@ -383,12 +385,17 @@ def read_labels(path: Path) -> tuple[str, ...]:
     """DIGITS's labels: label i is the i-th non-empty line, stripped, text kept as is."""
     text = _read_text(path, "labels file")
     stripped = (line.strip(_PY2_WHITESPACE) for line in text.split("\n"))
-    return tuple(line for line in stripped if line)
+    labels = tuple(line for line in stripped if line)
+    if not labels:
+        raise DecoderError("the labels file is empty (DIGITS writes one label per line)", path)
+    return labels
 
 
 def read_info(path: Path) -> dict[str, Any]:
     """info.json of a DIGITS archive, as a dict."""
     text = _read_text(path, "info.json")
+    if not text.strip():
+        raise DecoderError("info.json is empty", path)
     try:
         info = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -408,6 +415,9 @@ def read_train_transform(path: Path) -> TrainTransform:
     know (other Caffe forks) are skipped: only ``transform_param`` matters here.
     """
     text = _read_text(path, "train_val prototxt")
+    if not text.strip():
+        # Silently reading "no transform" here would mean "no mean": wrong answers, no error.
+        raise DecoderError("the train_val prototxt is empty", path)
     net = caffe_pb2.NetParameter()
     try:
         text_format.Parse(text, net, allow_unknown_field=True)
