@@ -90,8 +90,7 @@ def load_image(source: ImageSource, channels: int) -> np.ndarray:
     if isinstance(source, Image.Image):
         label = getattr(source, "filename", "") or None
         width, height = source.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise DecoderError(_bomb_message(width, height), label)
+        _check_size(width, height, label)
         try:
             source.load()
         except Exception as exc:  # Pillow plugins raise many types on corrupt data
@@ -117,8 +116,7 @@ def _open_file(path: str | os.PathLike[str]) -> Image.Image:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise DecoderError(_bomb_message(width, height), path)
+            _check_size(width, height, path)
             image.load()
             return _digits_mode(image, path)
     except DecoderError:
@@ -130,6 +128,17 @@ def _open_file(path: str | os.PathLike[str]) -> Image.Image:
     except Exception as exc:  # truncated data, broken chunks: OSError, SyntaxError, ValueError, ...
         reason = _describe(exc)
         raise DecoderError(f"cannot decode the image, the file is truncated or corrupt ({reason})", path) from None
+
+
+def _check_size(width: int, height: int, path: str | os.PathLike[str] | None) -> None:
+    """Refuse, from the header alone, images with no pixels or too many (a decompression bomb).
+
+    A 0-pixel image would otherwise be "resized" by Pillow into a blob of made-up pixels.
+    """
+    if width <= 0 or height <= 0:
+        raise DecoderError(f"the image is {width}x{height}: it has no pixels", path)
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DecoderError(_bomb_message(width, height), path)
 
 
 def _bomb_message(width: int, height: int) -> str:
