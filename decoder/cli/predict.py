@@ -147,11 +147,8 @@ def predict(
                     bar.clear()
                 if strict:
                     first = result.failures[0]
-                    sink.write(
-                        [p for p, q in zip(result.predictions, result.positions, strict=True) if q < first.position],
-                        truths,
-                        result.positions,
-                    )
+                    before = sum(q < first.position for q in result.positions)  # results come in input order
+                    sink.write(result.predictions[:before], truths, result.positions[:before])
                     raise first.error
                 for failure in result.failures:
                     click.echo(f"decode: error: {failure.error}", err=True)
