@@ -8,6 +8,13 @@ Layout of the folder::
     filters/NN-<layer>.png       one per Convolution layer
     activations/NN-<layer>.png   one per layer top (maps as tiles, vectors as bars)
     histograms/NN-<layer>.png    one per layer top and the input
+
+``stats.json`` (``version`` 1): ``model``, ``image``, ``preprocessing`` (channels, height,
+width, resize_mode, channel_order, mean_kind, scale), ``prediction`` (as `decode --json`),
+``layers`` (the input first, then every layer top in network order, each
+:meth:`LayerStats.to_dict` plus ``activation_png`` / ``histogram_png``; NaN and Inf
+statistics are ``null``) and ``filters`` (layer, shape, group, colour, input_order,
+shown_order, scale, weight_mean, weight_std, png, grid).
 """
 
 from __future__ import annotations
