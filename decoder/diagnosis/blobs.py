@@ -34,7 +34,7 @@ EXACT_FIT = 1e-3
 #: Below this the fit explains it up to resampling-sized differences.
 CLOSE_FIT = 0.15
 #: Most elements used for a least-squares fit (a fixed random subset beyond that).
-FIT_SAMPLE = 400_000
+FIT_SAMPLE = 100_000
 
 # Scales users apply to 0..255 pixels, and offsets that go with them (value: description).
 _COMMON_SCALES = (1.0, 1 / 255, 1 / 256, 2 / 255, 1 / 127.5, 1 / 128, 0.0125, 1 / 80, 0.00390625, 1 / 64)
@@ -231,19 +231,33 @@ def _snap(value: float, targets: list[float], tolerance: float = 1e-3) -> float:
 def infer_from_blob(blob: np.ndarray, spec: PreprocessSpec) -> BlobTransform:
     """Guess the transform from the user's blob only (no images): layout, then scale and mean.
 
-    The layout comes from picture smoothness (HWC read as CHW) or, for a square input, from
-    which reading makes the blob whole pixels again once the (asymmetric) mean image is
-    added back; "range" results are estimates and are reported as such.
+    HWC-read-as-CHW shows in the picture's smoothness (:func:`guess_layout`); the mean may
+    have been subtracted before or after the mix-up, so both are tried. H/W swaps of a
+    square input show only when the mean image is asymmetric: then only the right reading
+    turns ``blob + mean`` back into whole pixels. "range" results are estimates.
     """
-    layouts = [guess_layout(blob, spec)]
-    if spec.height == spec.width and spec.mean is not None and spec.mean.ndim == 3:
-        layouts.append("transposed")
-    for layout in layouts:
-        found = _quantized_fit(undo_layout(blob, layout), spec)
+    layout = guess_layout(blob, spec)
+    attempts: list[tuple[Layout, bool]] = [(layout, True)] if layout != "chw" else []
+    attempts.append((layout, False))
+    if layout == "chw" and _asymmetric_mean(spec):
+        attempts.append(("transposed", True))
+    for candidate, last in attempts:
+        found = _quantized_fit(undo_layout(blob, candidate) if last else blob, spec)
         if found is not None:
-            return replace(found, layout=layout, rearranged_last=layout != "chw")
-    found = _range_fit(undo_layout(blob, layouts[0]), spec)
-    return replace(found, layout=layouts[0], rearranged_last=layouts[0] != "chw")
+            return replace(found, layout=candidate, rearranged_last=last and candidate != "chw")
+    found = _range_fit(undo_layout(blob, layout), spec)
+    return replace(found, layout=layout, rearranged_last=layout != "chw")
+
+
+def _asymmetric_mean(spec: PreprocessSpec) -> bool:
+    """A square mean image that differs from its own transpose (so H/W swaps can be told)."""
+    if spec.mean is None or spec.mean.ndim != 3 or spec.height != spec.width:
+        return False
+    detail = spec.mean - spec.mean.mean(axis=(1, 2), keepdims=True)
+    size = float(np.linalg.norm(detail))
+    if size / np.sqrt(detail.size) < 5.0:
+        return False
+    return float(np.linalg.norm(spec.mean - spec.mean.transpose(0, 2, 1))) / size > 0.4
 
 
 def guess_layout(blob: np.ndarray, spec: PreprocessSpec) -> Layout:
@@ -268,8 +282,8 @@ def _vertical_roughness(blob: np.ndarray) -> float:
 
 def _quantized_fit(blob: np.ndarray, spec: PreprocessSpec) -> BlobTransform | None:
     """The (a, mean, b) that turn the blob back into whole numbers 0..255, if any does."""
-    stride = max(1, blob[0].size // 4096)
-    sample = blob.reshape(blob.shape[0], -1)[:, ::stride].astype(np.float64)
+    stride = max(1, blob[0].size // 1024)
+    sample = blob[:64].reshape(min(len(blob), 64), -1)[:, ::stride].astype(np.float64)
     best: tuple[float, BlobTransform] | None = None
     for a, c_factor, kind, b in _quantized_candidates(spec, _estimated_scales(blob, spec)):
         c = -a if c_factor == "a" else float(c_factor)

@@ -40,12 +40,10 @@ def expected_indices(values: Sequence[object], count: int, labels: Sequence[str]
     return np.array([class_index(value, labels) for value in values], dtype=np.int64)
 
 
-def load_expected(
-    source: str | os.PathLike[str], images: Sequence[str | os.PathLike[str]], labels: Sequence[str]
-) -> np.ndarray:
-    """Expected class indices for image files, from a ``path label`` file or from folder names."""
+def load_expected_names(source: str | os.PathLike[str], images: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The expected label of each image file, as written: from a ``path label`` file or folder names."""
     if str(source) == FOLDERS and not Path(source).exists():
-        return np.array([class_index(Path(p).parent.name, labels, str(p)) for p in images], dtype=np.int64)
+        return [Path(p).parent.name for p in images]
     path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
@@ -58,7 +56,7 @@ def load_expected(
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         name, _, label = line.strip().rpartition(" ")
-        if not name:
+        if not name.strip():
             raise DecoderError(f"line {number}: expected `path label`, got {line.strip()!r}", path)
         table[name.strip()] = label
     out = []
@@ -66,8 +64,8 @@ def load_expected(
         label = _lookup(table, Path(image))
         if label is None:
             raise DecoderError(f"has no expected label for image {str(image)!r}", path)
-        out.append(class_index(label, labels, str(path)))
-    return np.array(out, dtype=np.int64)
+        out.append(label)
+    return out
 
 
 def _lookup(table: dict[str, str], image: Path) -> str | None:

@@ -73,22 +73,31 @@ def spread_of(values: np.ndarray) -> float:
     return float(flat.std(axis=0).mean()) / magnitude
 
 
-def run_forward(runner: LayerRunner, blob: np.ndarray, score_output: str, score_is_softmax: bool) -> Forward:
-    """Run ``blob`` (N, C, H, W) through every layer; see the module docstring for what is kept."""
+def run_forward(
+    runner: LayerRunner, blob: np.ndarray, score_output: str, score_is_softmax: bool, stats: bool = True
+) -> Forward:
+    """Run ``blob`` (N, C, H, W); see the module docstring for what is kept.
+
+    Every layer is fetched only for the first :data:`STATS_INPUTS` inputs (and only when
+    ``stats``); the rest of the batch asks ONNX Runtime for the scores and logits alone.
+    """
     scores: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     kept: dict[str, list[np.ndarray]] = {}
     logit_layer = _logit_layer(runner, score_output) if score_is_softmax else None
+    light = [score_output] + ([logit_layer[1]] if logit_layer is not None else [])
     for start in range(0, len(blob), BATCH):
-        values = runner.run(blob[start : start + BATCH])
-        scores.append(values[score_output].reshape(len(values[score_output]), -1))
-        if logit_layer is not None:
-            logits.append(values[logit_layer[1]].reshape(len(values[logit_layer[1]]), -1))
-        room = STATS_INPUTS - start
-        if room > 0:
+        chunk = np.ascontiguousarray(blob[start : start + BATCH], dtype=np.float32)
+        if stats and start < STATS_INPUTS:
+            values = runner.run(chunk)
             for layer in runner.layers:
                 if layer.tops and layer.tops[0] in values:
-                    kept.setdefault(layer.name, []).append(values[layer.tops[0]][:room])
+                    kept.setdefault(layer.name, []).append(values[layer.tops[0]][: STATS_INPUTS - start])
+        else:
+            values = dict(zip(light, runner.session.run(light, {runner.input_name: chunk}), strict=True))
+        scores.append(values[score_output].reshape(len(chunk), -1))
+        if logit_layer is not None:
+            logits.append(values[logit_layer[1]].reshape(len(chunk), -1))
     score = np.concatenate(scores).astype(np.float64)
     probabilities = to_probabilities(score, score_is_softmax)
     logit = np.concatenate(logits).astype(np.float64) if logits else score
@@ -99,8 +108,8 @@ def run_forward(runner: LayerRunner, blob: np.ndarray, score_output: str, score_
     else:
         logit, source = score, score_output
     types = {layer.name: layer.type for layer in runner.layers}
-    stats = tuple(_stats(name, types[name], np.concatenate(parts)) for name, parts in kept.items())
-    return Forward(score, probabilities, logit, source, stats, spread_of(blob[:STATS_INPUTS]))
+    layer_stats = tuple(_stats(name, types[name], np.concatenate(parts)) for name, parts in kept.items())
+    return Forward(score, probabilities, logit, source, layer_stats, spread_of(blob[:STATS_INPUTS]))
 
 
 def _logit_layer(runner: LayerRunner, score_output: str) -> tuple[str, str] | None:

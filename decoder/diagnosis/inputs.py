@@ -119,7 +119,7 @@ def _scale_findings(
         f"{spec.scale:g} (a factor {factor:.4g})"
     )
     if first_layer in ("Power", "Scale") and factor < 1:
-        message += f"; the network scales its input itself (its first layer is a {first_layer}): do not scale outside"
+        message += f"; the network already scales its input (its first layer is a {first_layer} layer)"
     fix = "feed 0..255 pixel values" + _times(spec.scale)
     if abs(abs(t.a) - 1 / 255) < 1e-6:
         fix += ", not [0,1] floats (pycaffe: set_raw_scale('data', 255))"

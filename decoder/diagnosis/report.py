@@ -115,7 +115,8 @@ class Report:
             if finding.fix:
                 lines.append(f"        fix: {finding.fix}")
         if self.repair is not None:
-            lines += ["", "Repair of your blobs (numpy; `blob` is your batch, `mean` the model's mean):"]
+            whose = "your batch" if self.inputs.get("blob_shape") else "DIGITS's blob of your images"
+            lines += ["", f"Repair (numpy; `blob` is {whose}, `mean` the model's mean):"]
             lines += ["    " + line for line in self.repair.numpy_code().splitlines()]
             if self.repair_check:
                 lines.append(f"    -> {_describe_check(self.repair_check)}")

@@ -68,6 +68,11 @@ def diagnose(
 def _load_blobs(blobs: np.ndarray | PathLike | None) -> np.ndarray | None:
     if blobs is None or isinstance(blobs, np.ndarray):
         return blobs
+    return load_blob_file(blobs)
+
+
+def load_blob_file(blobs: PathLike) -> np.ndarray:
+    """A user's batch from a .npy file (numbers only: no pickles from strangers)."""
     path = Path(blobs)
     try:
         array = np.load(path, allow_pickle=False)
@@ -168,7 +173,7 @@ def _diagnose_onnx(
     if pixels is not None and spec is not None and (expected is not None or blob is not None):
 
         def score(x: np.ndarray) -> np.ndarray:
-            return run_forward(loaded.runner, x, loaded.score_output, loaded.score_is_softmax).probabilities
+            return run_forward(loaded.runner, x, loaded.score_output, loaded.score_is_softmax, False).probabilities
 
         user_predictions = forward.predictions if blob is not None else None
         variants = run_variants(build_variants(spec, images), pixels, score, expected, user_predictions)
@@ -179,13 +184,13 @@ def _diagnose_onnx(
         inverted, swapped = bool(check and check.inverted), bool(check and check.swapped)
         repair = Repair(transform, spec, invert_pixels=inverted, reverse_channels=swapped)
         if _changes_something(repair, findings):
-            repair_check = _verify(repair, blob, reference, expected, loaded)
+            repair_check = _verify(repair, blob, reference, ref_forward, expected, loaded)
         else:
             repair = None
     elif check is not None and check.inverted and spec is not None and reference is not None:
         identity = BlobTransform(spec.scale, -spec.scale, 0.0, spec.mean_kind, False, "chw", 0.0, "images")
         repair = Repair(identity, spec, invert_pixels=True)
-        repair_check = _verify(repair, reference, None, expected, loaded)
+        repair_check = _verify(repair, reference, None, None, expected, loaded)
     findings = _attach_digits_code(findings, spec)
     report = Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check)
     return report
@@ -197,13 +202,18 @@ def _changes_something(repair: Repair, findings: list[Finding]) -> bool:
 
 
 def _verify(
-    repair: Repair, blob: np.ndarray | None, reference: np.ndarray | None, expected: np.ndarray | None, loaded: _Loaded
+    repair: Repair,
+    blob: np.ndarray | None,
+    reference: np.ndarray | None,
+    ref_forward: Forward | None,
+    expected: np.ndarray | None,
+    loaded: _Loaded,
 ) -> dict[str, Any]:
     """Run the repaired blob through the network: the fix is only offered with its measured effect."""
     if blob is None:
         return {}
     fixed = repair.apply(blob)
-    forward: Forward = run_forward(loaded.runner, fixed, loaded.score_output, loaded.score_is_softmax)
+    forward = run_forward(loaded.runner, fixed, loaded.score_output, loaded.score_is_softmax, stats=False)
     check: dict[str, Any] = {
         "distinct_labels": len(np.unique(forward.predictions)),
         "logit_spread": round(outputs.logit_spread(forward.logits), 4),
@@ -212,8 +222,9 @@ def _verify(
         check["accuracy"] = round(float(np.mean(forward.predictions == expected)), 4)
     if reference is not None:
         check["max_difference_from_digits"] = float(np.abs(fixed - reference).max())
-        ref = run_forward(loaded.runner, reference, loaded.score_output, loaded.score_is_softmax)
-        check["agreement_with_digits"] = round(float(np.mean(forward.predictions == ref.predictions)), 4)
+        if ref_forward is None:
+            ref_forward = run_forward(loaded.runner, reference, loaded.score_output, loaded.score_is_softmax, False)
+        check["agreement_with_digits"] = round(float(np.mean(forward.predictions == ref_forward.predictions)), 4)
     return check
 
 
