@@ -53,7 +53,7 @@ def convert_sigmoid(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
 
 @register("TanH")
 def convert_tanh(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
-    """Tanh."""
+    """Tanh: the hyperbolic tangent."""
     ctx.node("Tanh", [ctx.bottom()], [ctx.top()])
 
 
