@@ -23,9 +23,9 @@ import os
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Literal
 
 import numpy as np
@@ -115,16 +115,22 @@ def prepared_batches(
 ) -> Iterator[PreparedBatch]:
     """Batches of ``items`` in input order, prepared by ``workers`` threads/processes ahead of use.
 
-    ``workers=0`` prepares each batch in the calling thread, when it is asked for. At most
-    ``workers + 1`` batches wait in memory, whatever the length of ``items``.
+    ``workers=0`` prepares each batch in the calling thread, when it is asked for; so does
+    an input that fits in one batch (nothing to overlap, and no pool to start for the
+    one-image cold start). At most ``workers + 1`` batches wait in memory, whatever the
+    length of ``items``.
     """
     if batch_size < 1:
         raise DecoderError(f"batch size must be at least 1, not {batch_size}")
     chunks = _chunks(items, batch_size)
-    if workers <= 0:
-        for start, chunk in chunks:
+    first = next(chunks, None)
+    if first is None:
+        return
+    if workers <= 0 or len(first[1]) < batch_size:
+        for start, chunk in chain([first], chunks):
             yield prepare_batch(chunk, start, spec, _fast_path_wanted(start))
         return
+    chunks = chain([first], chunks)
     executor = _make_executor(kind, workers, spec)
     pending: deque[Future[PreparedBatch]] = deque()
     try:
@@ -164,6 +170,7 @@ def _make_executor(kind: PoolKind, workers: int, spec: PreprocessSpec) -> Execut
     if kind != "process":
         raise DecoderError(f"unknown worker kind {kind!r}; expected 'thread' or 'process'")
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor  # imported here: 10-20 ms the thread path never needs
 
     # fork shares the already imported numpy/Pillow (spawn would re-import them in every
     # worker, ~0.3 s each); the workers only run numpy, Pillow and OpenCV's imdecode.
