@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -122,8 +123,26 @@ def open_sources(
         files = extract_archive(path, scratch)
         root = _archive_root(files, scratch, path, given)
         yield _from_folder(root, origin, given, tree=files, scratch=scratch)
+    except DecoderError as exc:  # also those raised by the caller's `with` body
+        _name_members(exc, scratch, origin)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _name_members(exc: DecoderError, scratch: Path, archive: str) -> None:
+    """Name extracted files ``archive:member`` in ``exc``, not by a temporary path about to vanish."""
+    prefixes = sorted({str(scratch), str(scratch.resolve())}, key=len, reverse=True)
+
+    def renamed(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix + os.sep, f"{archive}:")
+        return text
+
+    if exc.path is not None:
+        exc.path = renamed(exc.path)
+    exc.message = renamed(exc.message)
+    exc.args = (str(exc),)
 
 
 # --- the explicit form --------------------------------------------------------------
