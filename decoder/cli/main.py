@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("decode: interrupted", err=True)
+            return 130
         click.echo("decode: aborted", err=True)
         return 1
     except BrokenPipeError:
