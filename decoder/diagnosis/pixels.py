@@ -107,8 +107,13 @@ def check_pixels(pixels: np.ndarray, spec: PreprocessSpec, check_channels: bool)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation over pixels; nan when either is (nearly) flat, e.g. a pixel mean."""
-    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    """Spatial Pearson correlation (each channel's own level removed); nan when the mean is flat.
+
+    Channel levels are left out on purpose: reversed channel levels would otherwise read as
+    an inverted picture. A mean pixel has no spatial pattern, hence nan.
+    """
+    a = (a - a.mean(axis=(1, 2), keepdims=True)).ravel()
+    b = (b - b.mean(axis=(1, 2), keepdims=True)).ravel()
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     if norm < 1e-6 or float(b.std()) < 2.0:
         return float("nan")
