@@ -412,6 +412,11 @@ def net_inputs(net: caffe_pb2.NetParameter, layers: Iterable[caffe_pb2.LayerPara
         if len(shapes) != len(layer.top):
             raise DecoderError(f"Input layer {layer.name!r} has {len(layer.top)} tops but {len(shapes)} shapes")
         inputs.extend(NetInput(t, s) for t, s in zip(layer.top, shapes, strict=True))
+    seen: set[str] = set()
+    for net_input in inputs:
+        if net_input.name in seen:  # Caffe: "Top blob 'data' produced by multiple sources"
+            raise DecoderError(f"input {net_input.name!r} is declared twice")
+        seen.add(net_input.name)
     return inputs
 
 
