@@ -144,3 +144,47 @@ def _missing_spec_message(props: dict[str, str]) -> str:
         "files with `decode convert`, or from Python give them yourself: "
         "Model.load(path, spec=PreprocessSpec(channels=..., height=..., width=..., mean_kind=..., mean=...))"
     )
+
+
+def read_graph_metadata(props: dict[str, str], path: str | None = None) -> dict[str, Any]:
+    """The ``decoder.graph`` entry of a .onnx, checked: every reader can trust its shape.
+
+    Written by :func:`decoder.conversion.graph_metadata`: ``outputs`` (list of blob names),
+    ``score_output`` (str), ``score_is_softmax`` (bool), ``layers`` (list of objects with
+    ``name``, ``type``, ``tops`` and optionally ``nodes``), ``caffe_net`` (str). A forged or
+    damaged entry is a one-line DecoderError naming ``path``, never a KeyError/TypeError.
+    Raises the "not written by `decode convert`" error when the entry is absent.
+    """
+    if GRAPH_KEY not in props:
+        raise DecoderError(f"has no decoder layer map ({GRAPH_KEY}; not written by `decode convert`)", path)
+
+    def strings(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+    try:
+        body = json.loads(props[GRAPH_KEY])
+    except (ValueError, RecursionError) as exc:
+        raise DecoderError(f"corrupt decoder metadata in the .onnx file ({GRAPH_KEY}: {exc})", path) from None
+    problem = ""
+    if not isinstance(body, dict):
+        problem = f"a JSON {type(body).__name__}, not an object"
+    elif not strings(body.get("outputs")) or not isinstance(body.get("score_output"), str):
+        problem = "outputs / score_output missing or not names"
+    elif not isinstance(body.get("score_is_softmax", False), bool):
+        problem = "score_is_softmax is not true/false"
+    elif not isinstance(body.get("layers"), list):
+        problem = "layers missing or not a list"
+    else:
+        for layer in body["layers"]:
+            if not (
+                isinstance(layer, dict)
+                and isinstance(layer.get("name"), str)
+                and isinstance(layer.get("type"), str)
+                and strings(layer.get("tops"))
+                and strings(layer.get("nodes", []))
+            ):
+                problem = f"layer entry {str(layer)[:60]} lacks name/type/tops"
+                break
+    if problem:
+        raise DecoderError(f"corrupt decoder metadata in the .onnx file ({GRAPH_KEY}: {problem})", path)
+    return body
