@@ -182,6 +182,7 @@ _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; max-width: 1200px; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+th { text-align: center; }
 th:first-child, td:first-child, td.text { text-align: left; }
 tr.flagged { background: #fde8e8; }
 .flag { color: #a00; font-weight: bold; }
