@@ -67,16 +67,23 @@ def available() -> bool:
 def read_png(path: str | os.PathLike[str]) -> np.ndarray | None:
     """Pixels of a plain 8-bit PNG file (uint8 HxW grey or HxWx3 RGB), or None to use Pillow.
 
-    Never raises for bad files: an unreadable, damaged or unusual file returns None so
-    that the Pillow path reports it with DIGITS's semantics and our usual message.
+    Only names ending in ``.png`` are tried (a JPEG is never read twice). Never raises for
+    bad files: an unreadable, damaged or unusual file returns None so that the Pillow path
+    reports it with DIGITS's semantics and our usual message.
     """
+    if not os.fsdecode(path).lower().endswith(".png"):
+        return None
     try:
-        with open(path, "rb") as handle:
-            if handle.read(8) != _SIGNATURE:  # a JPEG is not read twice in full
-                return None
-            handle.seek(0)
-            data = handle.read()
-    except OSError:
+        # os.open/os.read: half the cost of open() + BufferedReader on a 300-byte file.
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(descriptor).st_size
+            data = os.read(descriptor, size)
+            while len(data) < size and (more := os.read(descriptor, size - len(data))):
+                data += more
+        finally:
+            os.close(descriptor)
+    except (OSError, TypeError, ValueError):
         return None
     return decode_png(data)
 
