@@ -149,24 +149,38 @@ def _describe_parse_error(exc: text_format.ParseError) -> str:
 
 
 def _looks_like_text(data: bytes) -> bool:
-    """Whether ``data`` starts as plain text: UTF-8 without control bytes other than whitespace."""
-    head = data[:4096]
-    text = head.decode("utf-8", errors="ignore")
-    if len(text.encode("utf-8")) < len(head) - 3:  # more than a character cut at the end was dropped
-        return False
-    return not any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text)
+    """Whether ``data`` starts as text (see :func:`decode_text`) without control characters."""
+    text = decode_text(data[:4096])
+    return text is not None and not any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text)
 
 
 def read_prototxt(path: PathLike) -> caffe_pb2.NetParameter:
     """Read a (deploy or train_val) prototxt, refusing binary files with a clear message."""
     data = _read_bytes(path, "prototxt")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DecoderError("is binary, not a text prototxt (is this the .caffemodel?)", path) from None
-    if "\x00" in text:
+    text = decode_text(data)
+    if text is None or "\x00" in text:
         raise DecoderError("is binary, not a text prototxt (is this the .caffemodel?)", path)
     return parse_prototxt(text, path)
+
+
+def decode_text(data: bytes) -> str | None:
+    """Text as Windows and old editors save it, or None for binary data.
+
+    UTF-8 with or without a BOM, UTF-16 with a BOM (Notepad's "Unicode"), else Latin-1 when
+    the bytes hold no control characters (a layer name with an accent, saved in the 2000s).
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    if any(byte < 32 and byte not in b"\t\n\r\x0b\x0c" for byte in data):
+        return None
+    return data.decode("latin-1")
 
 
 def read_caffemodel(path: PathLike) -> caffe_pb2.NetParameter:

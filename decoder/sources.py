@@ -389,11 +389,14 @@ def _digits_layout(caffemodel: Path, names: set[str]) -> bool:
 
 
 def _read_text(path: Path, what: str) -> str:
-    """A text file's content; UTF-8 (with or without BOM), else Latin-1, which never fails."""
+    """A text file's content; UTF-8 (with or without BOM), UTF-16 with BOM, else Latin-1, which never fails."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise DecoderError(f"cannot read the {what}: {exc.strerror or exc}", path) from exc
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with BOM: Notepad's "Unicode"
+        with contextlib.suppress(UnicodeDecodeError):
+            return raw.decode("utf-16")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -452,6 +453,33 @@ def test_output_folder_that_does_not_exist(capsys: pytest.CaptureFixture[str], m
     missing = out_dir / "no" / "such"
     result = run(capsys, "convert", model_dir, "-o", missing / "m.onnx")
     assert_input_error(result, missing, "does not exist")
+
+
+# --------------------------------------------------------------------------- text encodings
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: b"\xef\xbb\xbf" + text.encode(),  # Windows editors' UTF-8 BOM
+        lambda text: text.encode("utf-16"),  # Notepad's "Unicode"
+        lambda text: text.replace("\n", "\r\n").encode(),
+        lambda text: text.replace('name: "tiny"', 'name: "réseau à l\'ancienne"').encode("latin-1"),
+    ],
+    ids=["utf-8 bom", "utf-16", "crlf", "latin-1"],
+)
+def test_prototxt_and_labels_in_old_text_encodings(
+    capsys: pytest.CaptureFixture[str], model_dir: Path, out_dir: Path, encode: Any
+) -> None:
+    """Text saved by Windows tools or old editors is text, not "binary" and not a syntax error."""
+    deploy = model_dir / "deploy.prototxt"
+    deploy.write_bytes(encode(deploy.read_text()))
+    labels = model_dir / "labels.txt"
+    labels.write_bytes(encode("chat\nchien\noiseau à plumes\n"))
+    result = run(capsys, *convert_args(model_dir, out_dir))
+    assert result.code == 0, result.err
+    spec = PreprocessSpec.from_metadata({p.key: p.value for p in onnx.load(out_dir / "model.onnx").metadata_props})
+    assert spec.labels == ("chat", "chien", "oiseau à plumes")
 
 
 # --------------------------------------------------------------------------- empty files
