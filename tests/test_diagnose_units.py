@@ -118,6 +118,8 @@ def test_pixel_check_polarity_and_channels() -> None:
     assert inverted is not None and inverted.inverted is False  # (55+115+195)/3 is too close to the mean's 133
     grey = PreprocessSpec(channels=1, height=6, width=6, mean_kind="pixel", mean=np.array([220.0], np.float32))
     assert check_pixels(np.full((3, 1, 6, 6), 30.0), grey, check_channels=False).inverted
+    photos = PreprocessSpec(channels=1, height=6, width=6, mean_kind="pixel", mean=np.array([115.0], np.float32))
+    assert not check_pixels(np.full((3, 1, 6, 6), 230.0), photos, check_channels=False).inverted  # just bright
     assert check_pixels(np.full((3, 1, 6, 6), 30.0), PreprocessSpec(channels=1, height=6, width=6), False) is None
 
 

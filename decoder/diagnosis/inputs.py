@@ -109,17 +109,17 @@ def _scale_findings(
     factor = abs(t.a) / spec.scale
     if abs(factor - 1) <= TOLERANCE / 5:
         return []
-    what = _scale_name(abs(t.a))
     expected_range = (
         describe_range(reference) if reference is not None else "0..255 pixels minus the mean" + _times(spec.scale)
     )
+    expected = "unscaled pixels" if spec.scale == 1.0 else f"pixels x {_scale_text(spec.scale)}"
     message = (
-        f"the blob is on the wrong scale{hedge}: its values span {describe_range(blob)}, DIGITS feeds "
-        f"{expected_range}; your pixels are multiplied by {abs(t.a):.6g}{what} where the network expects "
-        f"{spec.scale:g} (a factor {factor:.4g})"
+        f"the blob is on the wrong scale{hedge}: it spans {describe_range(blob)} where DIGITS feeds "
+        f"{expected_range}; it holds pixels x {_scale_text(abs(t.a))}{_scale_name(abs(t.a))}, the network "
+        f"expects {expected}"
     )
     if first_layer in ("Power", "Scale") and factor < 1:
-        message += f"; the network already scales its input (its first layer is a {first_layer} layer)"
+        message += f" (it scales its input itself: its first layer is a {first_layer} layer)"
     fix = "feed 0..255 pixel values" + _times(spec.scale)
     if abs(abs(t.a) - 1 / 255) < 1e-6:
         fix += ", not [0,1] floats (pycaffe: set_raw_scale('data', 255))"
@@ -131,12 +131,16 @@ def _times(scale: float) -> str:
     return f", times {scale:g}" if scale != 1.0 else ""
 
 
+def _scale_text(a: float) -> str:
+    """1/255 rather than 0.00392157 when the scale is the inverse of a round number."""
+    inverse = 1.0 / a
+    if inverse > 1.5 and abs(inverse - round(inverse * 2) / 2) <= 1e-6 * inverse:
+        return f"1/{round(inverse * 2) / 2:g}"
+    return f"{a:.6g}"
+
+
 def _scale_name(a: float) -> str:
-    names = {1 / 255: " = 1/255, [0,1] floats like caffe.io.load_image", 1 / 256: " = 1/256", 1 / 127.5: " = 1/127.5"}
-    for value, name in names.items():
-        if abs(a - value) <= 1e-6 * value:
-            return name
-    return ""
+    return " ([0,1] floats, as caffe.io.load_image gives)" if abs(a - 1 / 255) <= 1e-6 / 255 else ""
 
 
 def _mean_findings(t: BlobTransform, spec: PreprocessSpec, hedge: str) -> list[Finding]:

@@ -92,7 +92,10 @@ def check_pixels(pixels: np.ndarray, spec: PreprocessSpec, check_channels: bool)
     batch_level, mean_level = float(average.mean()), float(mean.mean())
     correlation = _correlation(average, mean)
     gap, gap_inverted = abs(batch_level - mean_level), abs(255.0 - batch_level - mean_level)
-    inverted = gap >= POLARITY_MIN_GAP and gap - gap_inverted >= POLARITY_MIN_GAIN
+    # Levels only tell when the training data was far from mid-grey (MNIST: 222); a photo
+    # mean (~115) says nothing about whether a bright batch is inverted.
+    lopsided = abs(mean_level - 127.5) >= POLARITY_MIN_GAP
+    inverted = lopsided and gap >= POLARITY_MIN_GAP and gap - gap_inverted >= POLARITY_MIN_GAIN
     if not np.isnan(correlation) and correlation <= -0.5 and gap_inverted < gap:
         inverted = True
     levels = tuple(float(v) for v in average.mean(axis=(1, 2)))

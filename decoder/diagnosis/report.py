@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ from decoder.diagnosis.findings import Finding, severity_rank
 from decoder.diagnosis.fixes import Repair
 from decoder.diagnosis.forward import LayerStats
 from decoder.diagnosis.variants import VariantResult
+
+#: Columns of the text report (findings are wrapped; code is not).
+WIDTH = 100
 
 
 @dataclass
@@ -111,9 +115,9 @@ class Report:
         if not self.findings:
             lines.append("no findings")
         for finding in self.findings:
-            lines.append(f"{finding.severity.upper():7} {finding.code}: {finding.message}")
+            lines += _wrap(f"{finding.severity.upper():7} {finding.code}: {finding.message}")
             if finding.fix:
-                lines.append(f"        fix: {finding.fix}")
+                lines += _wrap(f"        fix: {finding.fix}")
         if self.repair is not None:
             whose = "your batch" if self.inputs.get("blob_shape") else "DIGITS's blob of your images"
             lines += ["", f"Repair (numpy; `blob` is {whose}, `mean` the model's mean):"]
@@ -136,6 +140,11 @@ class Report:
             lines.append(f"note: {note}")
         lines += ["", self.verdict]
         return "\n".join(lines)
+
+
+def _wrap(text: str) -> list[str]:
+    """A finding as terminal lines of at most WIDTH columns, continuation lines indented."""
+    return textwrap.wrap(text, WIDTH, subsequent_indent=" " * 8, break_on_hyphens=False, break_long_words=False)
 
 
 def merge_findings(findings: list[Finding]) -> list[Finding]:
