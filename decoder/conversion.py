@@ -150,19 +150,22 @@ def build_spec(
     }
     if sources.origin:
         source_names["origin"] = Path(sources.origin).name
-    spec = PreprocessSpec(
-        channels=channels,
-        height=height,
-        width=width,
-        input_name=first.name,
-        resize_mode=resize_mode,  # type: ignore[arg-type]
-        channel_order=str(overrides.get("channel_order", "BGR")),  # type: ignore[arg-type]
-        mean_kind=mean_kind,  # type: ignore[arg-type]
-        mean=mean,
-        scale=scale,
-        labels=labels,
-        sources=source_names,
-    )
+    try:
+        spec = PreprocessSpec(
+            channels=channels,
+            height=height,
+            width=width,
+            input_name=first.name,
+            resize_mode=resize_mode,  # type: ignore[arg-type]
+            channel_order=str(overrides.get("channel_order", "BGR")),  # type: ignore[arg-type]
+            mean_kind=mean_kind,  # type: ignore[arg-type]
+            mean=mean,
+            scale=scale,
+            labels=labels,
+            sources=source_names,
+        )
+    except DecoderError as exc:  # e.g. an absurd input size: name the deploy net that declares it
+        raise DecoderError(exc.message, exc.path or sources.prototxt) from None
     return spec, notes
 
 

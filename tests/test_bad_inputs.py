@@ -352,6 +352,24 @@ def test_blob_whose_values_disagree_with_its_own_shape(
     assert_nothing_written(out_dir)
 
 
+def test_absurd_input_size_is_refused_naming_the_prototxt(
+    capsys: pytest.CaptureFixture[str], model_dir: Path, out_dir: Path
+) -> None:
+    """A global-pooling net converts at any size, but no image is 20000 pixels high."""
+    deploy = model_dir / "deploy.prototxt"
+    deploy.write_text(
+        'input: "data"\ninput_shape { dim: 1 dim: 1 dim: 20000 dim: 8 }\n'
+        'layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"'
+        " convolution_param { num_output: 2 kernel_size: 3 } }\n"
+        'layer { name: "pool" type: "Pooling" bottom: "conv1" top: "pool"'
+        " pooling_param { pool: AVE global_pooling: true } }\n"
+        'layer { name: "prob" type: "Softmax" bottom: "pool" top: "prob" }\n'
+    )
+    (model_dir / "labels.txt").write_text("a\nb\n")
+    assert_input_error(run(capsys, *convert_args(model_dir, out_dir)), deploy, "8x20000")
+    assert_nothing_written(out_dir)
+
+
 def test_deploy_layer_without_weights(capsys: pytest.CaptureFixture[str], model_dir: Path, out_dir: Path) -> None:
     """A renamed deploy layer: Caffe would silently keep random weights; we refuse."""
     (model_dir / "deploy.prototxt").write_text(text_format.MessageToString(tiny_net(ip_name="ip_renamed")))
