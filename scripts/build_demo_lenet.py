@@ -13,10 +13,13 @@ This script produces one from nothing but the fonts on this machine:
 4. writes a DIGITS "Download Model" folder (deploy/train_val/solver prototxt, snapshot
    caffemodel, mean.binaryproto, labels.txt, info.json) into ``--work``;
 5. writes a few held-out digits as PNG samples;
-6. checks the files with OpenCV's independent Caffe reader (same argmax as NumPy) and,
-   when ``decoder.conversion`` exists, converts them to ONNX.
+6. checks the files with OpenCV's independent Caffe reader (same softmax as NumPy within
+   1e-4) and, when ``decoder.conversion`` exists, converts them to ONNX and checks the
+   .onnx through ``decoder.runtime`` (softmax on the held-out set, labels of the samples).
 
-Everything is seeded: the same machine and fonts give the same files.
+Everything is seeded: the same fonts give byte-identical files. The installed system
+fonts are part of the input; ``--bundled-fonts-only`` uses only matplotlib's and
+Pillow's fonts, which are the same on every machine with the same package versions.
 Run: ``python scripts/build_demo_lenet.py [--work build/demo_lenet]``.
 """
 
