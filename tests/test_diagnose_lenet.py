@@ -68,6 +68,7 @@ def test_seed_scenario_with_the_images_and_expected_labels(lenet_onnx: Path, mni
     variants = {v.name: v for v in report.variants}
     assert variants["digits"].accuracy >= 0.99
     assert variants["unit-range"].agreement_with_blobs == 1.0  # the user's pipeline, reproduced
+    assert "your blobs match 'unit-range'" in report.finding("expected-labels").message
     dead = report.finding("dead-layer")
     assert dead is not None and dead.evidence["layer"] == "conv1"
     assert "t.set_raw_scale('data', 255)" in report.finding("input-range").pycaffe  # DIGITS's way, as code

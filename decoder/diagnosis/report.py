@@ -123,7 +123,7 @@ class Report:
             lines += ["", f"Repair (numpy; `blob` is {whose}, `mean` the model's mean):"]
             lines += ["    " + line for line in self.repair.numpy_code().splitlines()]
             if self.repair_check:
-                lines.append(f"    -> {_describe_check(self.repair_check)}")
+                lines += _wrap(f"    -> {_describe_check(self.repair_check)}", indent=7)
         pycaffe = next((f.pycaffe for f in self.findings if f.pycaffe), "")
         numpy_text = next((f.numpy for f in self.findings if f.numpy), "")
         if numpy_text:
@@ -142,9 +142,9 @@ class Report:
         return "\n".join(lines)
 
 
-def _wrap(text: str) -> list[str]:
-    """A finding as terminal lines of at most WIDTH columns, continuation lines indented."""
-    return textwrap.wrap(text, WIDTH, subsequent_indent=" " * 8, break_on_hyphens=False, break_long_words=False)
+def _wrap(text: str, indent: int = 8) -> list[str]:
+    """Terminal lines of at most WIDTH columns, continuation lines indented."""
+    return textwrap.wrap(text, WIDTH, subsequent_indent=" " * indent, break_on_hyphens=False, break_long_words=False)
 
 
 def merge_findings(findings: list[Finding]) -> list[Finding]:

@@ -140,42 +140,49 @@ def run_variants(
 
 
 def variant_findings(results: Sequence[VariantResult], n: int) -> list[Finding]:
-    """What the table says: which variant reproduces the expected labels and the user's predictions."""
+    """What the table says, as one ``expected-labels`` finding (plus the mistake a winning variant names).
+
+    Two readings: which variant reproduces the expected labels, and which one reproduces
+    the predictions on the user's blobs (that names the user's pipeline).
+    """
     findings: list[Finding] = []
     digits = results[0]
-    table = [r.to_dict() for r in results]
+    sentences: list[str] = []
+    severity, fix = "info", ""
     if digits.accuracy is not None:
         best = max(results, key=lambda r: (r.accuracy or 0.0, r.name == "digits"))
         assert best.accuracy is not None
         if best is digits or best.accuracy <= digits.accuracy + 0.02:
-            message = f"DIGITS's preprocessing reproduces {100 * digits.accuracy:.1f}% of the {n} expected labels"
+            sentence = f"DIGITS's preprocessing reproduces {100 * digits.accuracy:.1f}% of the {n} expected labels"
             others = sorted((r for r in results[1:] if r.accuracy is not None), key=lambda r: -(r.accuracy or 0))
             if others:
-                message += f" (best variant: {others[0].name}, {100 * (others[0].accuracy or 0):.1f}%)"
-            severity = "info" if digits.accuracy >= 0.5 else "warning"
-            fix = "" if severity == "info" else "check the expected labels and the model: no variant explains them"
-            findings.append(Finding("expected-labels", severity, message, fix, {"variants": table}))
+                sentence += f" (best variant: {others[0].name}, {100 * (others[0].accuracy or 0):.1f}%)"
+            if digits.accuracy < 0.5:
+                severity, fix = "warning", "check the expected labels and the model: no variant explains them"
         else:
-            message = (
+            sentence = (
                 f"the expected labels are reproduced by '{best.name}' ({best.description}): "
                 f"{100 * best.accuracy:.1f}% of {n}, against {100 * digits.accuracy:.1f}% for DIGITS's preprocessing "
-                "as the images are"
+                "of the images as they are"
             )
-            fix = _variant_fix(best.code)
-            findings.append(Finding("expected-labels", "warning", message, fix, {"variants": table}))
+            severity, fix = "warning", _variant_fix(best.code)
             if best.code:
-                findings.append(Finding(best.code, "error", message, fix, {"variant": best.name}))
+                findings.append(Finding(best.code, "error", sentence, fix, {"variant": best.name}))
+        sentences.append(sentence)
     matches = [r for r in results if r.agreement_with_blobs is not None]
     if matches:
         best = max(matches, key=lambda r: (r.agreement_with_blobs or 0.0, r.name == "digits"))
         margin = (best.agreement_with_blobs or 0) - (digits.agreement_with_blobs or 0)
         if best.name != "digits" and (best.agreement_with_blobs or 0) >= 0.9 and margin >= 0.05:
-            message = (
+            sentences.append(
                 f"the predictions on your blobs match '{best.name}' ({best.description}) for "
                 f"{100 * (best.agreement_with_blobs or 0):.1f}% of the inputs, DIGITS's for "
                 f"{100 * (digits.agreement_with_blobs or 0):.1f}%"
             )
-            findings.append(Finding("expected-labels", "info", message, "", {"variants": table}))
+    if sentences:
+        evidence = {"variants": [r.to_dict() for r in results]}
+        message = "; ".join(sentences)
+        findings.insert(0, Finding("expected-labels", severity, message[0].upper() + message[1:], fix, evidence))
     return findings
 
 
