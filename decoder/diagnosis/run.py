@@ -134,7 +134,7 @@ def _diagnose_onnx(
             blob, shape_findings = check_shape(blob, spec)
             findings.extend(shape_findings)
             if blob is None:
-                return Report(name, findings, inputs)
+                return Report(name, findings, {**inputs, "count": int(inputs["blob_shape"][0])})
         if reference is not None and len(reference) != len(blob):
             raise DecoderError(f"{len(images)} images but {len(blob)} blobs: give them in the same number and order")
     fed = blob if blob is not None else reference
