@@ -25,7 +25,7 @@ from decoder.diagnosis.fixes import Repair, digits_numpy, digits_pycaffe
 from decoder.diagnosis.forward import Forward, run_forward
 from decoder.diagnosis.inputs import check_shape, describe_range, pixel_findings, require_finite, transform_findings
 from decoder.diagnosis.opening import open_model
-from decoder.diagnosis.pixels import check_pixels, digits_blob, network_pixels
+from decoder.diagnosis.pixels import PixelCheck, check_pixels, digits_blob, network_pixels
 from decoder.diagnosis.report import Report
 from decoder.diagnosis.variants import build_variants, run_variants, variant_findings
 from decoder.errors import DecoderError
@@ -101,7 +101,7 @@ def _load(path: Path) -> _Loaded:
 
     runner = LayerRunner(path)
     props = dict(runner.session.get_modelmeta().custom_metadata_map)
-    graph = GraphInfo.from_metadata(props, [o for o in runner.output_names]) if GRAPH_KEY in props else None
+    graph = GraphInfo.from_metadata(props, list(runner.output_names)) if GRAPH_KEY in props else None
     if graph is None:
         raise DecoderError("has no decoder layer map (not written by `decode convert`)", path)
     spec = PreprocessSpec.from_metadata(props, str(path)) if SPEC_KEY in props else None
@@ -123,8 +123,6 @@ def _diagnose_onnx(
     inputs: dict[str, Any] = {"images": len(images)}
     pixels = network_pixels(images, spec) if images and spec is not None else None
     reference = digits_blob(pixels, spec) if pixels is not None and spec is not None else None
-
-    transform: BlobTransform | None = None
     if blob is not None:
         blob = np.asarray(blob, dtype=np.float32)
         require_finite(blob, "--blobs")
@@ -143,23 +141,7 @@ def _diagnose_onnx(
     expected = None if expect is None else expected_indices(list(expect), len(fed), loaded.labels)
     inputs["expected"] = 0 if expected is None else len(expected)
 
-    pixel_source = "images"
-    if blob is not None and spec is not None:
-        if pixels is not None:
-            transform = fit_with_pixels(blob, pixels, spec)
-        if transform is None:
-            transform = infer_from_blob(blob, spec)
-            pixel_source = "pixels of your blobs"
-        first_type = loaded.layer_types[0] if loaded.layer_types else ""
-        findings.extend(transform_findings(transform, spec, blob, reference, first_type))
-    check = None
-    if spec is not None:
-        if pixels is not None:
-            check = check_pixels(pixels, spec, check_channels=False)
-        elif transform is not None and blob is not None:
-            check = check_pixels(transform.pixels_from(blob, spec), spec, check_channels=True)
-        findings.extend(pixel_findings(check, pixel_source))
-
+    transform, check = _input_stage(loaded, blob, pixels, reference, findings)
     forward = run_forward(loaded.runner, fed, loaded.score_output, loaded.score_is_softmax)
     ref_forward = None
     if blob is not None and reference is not None:
@@ -179,21 +161,64 @@ def _diagnose_onnx(
         variants = run_variants(build_variants(spec, images), pixels, score, expected, user_predictions)
         findings.extend(variant_findings(variants, len(fed)))
 
-    repair, repair_check = None, {}
-    if transform is not None and spec is not None:
+    repair, repair_check = _repair_stage(loaded, transform, check, blob, reference, ref_forward, expected, findings)
+    findings = _attach_digits_code(findings, spec)
+    return Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check)
+
+
+def _input_stage(
+    loaded: _Loaded,
+    blob: np.ndarray | None,
+    pixels: np.ndarray | None,
+    reference: np.ndarray | None,
+    findings: list[Finding],
+) -> tuple[BlobTransform | None, PixelCheck | None]:
+    """How the user's blob relates to DIGITS's, and the pixels to the training mean (adds findings)."""
+    spec = loaded.spec
+    if spec is None:
+        return None, None
+    transform = None
+    source = "images"
+    if blob is not None:
+        transform = fit_with_pixels(blob, pixels, spec) if pixels is not None else None
+        if transform is None:
+            transform, source = infer_from_blob(blob, spec), "pixels of your blobs"
+        first_type = loaded.layer_types[0] if loaded.layer_types else ""
+        findings.extend(transform_findings(transform, spec, blob, reference, first_type))
+    check = None
+    if pixels is not None:
+        check = check_pixels(pixels, spec, check_channels=False)
+    elif transform is not None and blob is not None:
+        check = check_pixels(transform.pixels_from(blob, spec), spec, check_channels=True)
+    findings.extend(pixel_findings(check, source))
+    return transform, check
+
+
+def _repair_stage(
+    loaded: _Loaded,
+    transform: BlobTransform | None,
+    check: PixelCheck | None,
+    blob: np.ndarray | None,
+    reference: np.ndarray | None,
+    ref_forward: Forward | None,
+    expected: np.ndarray | None,
+    findings: list[Finding],
+) -> tuple[Repair | None, dict[str, Any]]:
+    """The repair of the user's blob (or of DIGITS's blob of inverted images), run before it is offered."""
+    spec = loaded.spec
+    if spec is None:
+        return None, {}
+    if transform is not None:
         inverted, swapped = bool(check and check.inverted), bool(check and check.swapped)
         repair = Repair(transform, spec, invert_pixels=inverted, reverse_channels=swapped)
-        if _changes_something(repair, findings):
-            repair_check = _verify(repair, blob, reference, ref_forward, expected, loaded)
-        else:
-            repair = None
-    elif check is not None and check.inverted and spec is not None and reference is not None:
+        if not _changes_something(repair, findings):
+            return None, {}
+        return repair, _verify(repair, blob, reference, ref_forward, expected, loaded)
+    if check is not None and check.inverted and reference is not None:
         identity = BlobTransform(spec.scale, -spec.scale, 0.0, spec.mean_kind, False, "chw", 0.0, "images")
         repair = Repair(identity, spec, invert_pixels=True)
-        repair_check = _verify(repair, reference, None, None, expected, loaded)
-    findings = _attach_digits_code(findings, spec)
-    report = Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check)
-    return report
+        return repair, _verify(repair, reference, None, None, expected, loaded)
+    return None, {}
 
 
 def _changes_something(repair: Repair, findings: list[Finding]) -> bool:
