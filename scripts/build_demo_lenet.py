@@ -18,8 +18,9 @@ This script produces one from nothing but the fonts on this machine:
    .onnx through ``decoder.runtime`` (softmax on the held-out set, labels of the samples).
 
 Everything is seeded: the same fonts give byte-identical files. The installed system
-fonts are part of the input; ``--bundled-fonts-only`` uses only matplotlib's and
-Pillow's fonts, which are the same on every machine with the same package versions.
+fonts are part of the input. By default only matplotlib's and Pillow's bundled fonts
+are used, which are the same on every machine with the same package versions, so the
+shipped model can be rebuilt byte for byte; ``--system-fonts`` adds the machine's fonts.
 Run: ``python scripts/build_demo_lenet.py [--work build/demo_lenet]``.
 """
 
@@ -457,9 +458,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, default=20000)
     p.add_argument("--test-size", type=int, default=4000)
     p.add_argument(
-        "--bundled-fonts-only",
+        "--system-fonts",
         action="store_true",
-        help="ignore system fonts: only matplotlib's and Pillow's (same files on every machine)",
+        help="also use the fonts installed on this machine (the result then depends on the machine)",
     )
     p.add_argument("--epochs", type=float, default=Solver.epochs)
     p.add_argument("--seed", type=int, default=0, help="seeds data (seed, seed+1) and training (seed+2)")
@@ -470,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.perf_counter()
 
-    bank, fonts = glyph_bank(font_files(system=not args.bundled_fonts_only))
+    bank, fonts = glyph_bank(font_files(system=args.system_fonts))
     print(f"fonts: {len(fonts)} usable ({', '.join(fonts)})")
     train_images, train_labels = make_digits(args.train_size, args.seed, bank)
     test_images, test_labels = make_digits(args.test_size, args.seed + 1, bank)

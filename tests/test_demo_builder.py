@@ -196,7 +196,7 @@ def test_dataset_is_seeded_balanced_and_dark_on_white(builder: ModuleType, built
 
 def test_main_writes_a_complete_folder(builder: ModuleType, tmp_path: Path) -> None:
     argv = ["--work", str(tmp_path / "work"), "--samples", str(tmp_path / "samples"), "--no-convert"]
-    argv += ["--bundled-fonts-only", "--train-size", "320", "--test-size", "100", "--epochs", "1"]
+    argv += ["--train-size", "320", "--test-size", "100", "--epochs", "1"]
     assert builder.main(argv) == 0
     names = {p.name for p in (tmp_path / "work").iterdir()}
     assert {"deploy.prototxt", "train_val.prototxt", "solver.prototxt", "mean.binaryproto"} <= names
