@@ -100,6 +100,8 @@ def _read_bytes(path: PathLike, what: str) -> bytes:
     p = Path(path)
     if p.is_dir():
         raise DecoderError(f"is a directory, expected a {what} file", p)
+    if p.exists() and not p.is_file():  # a FIFO or device: reading could block or never end
+        raise DecoderError(f"is not a regular file (a device, FIFO or socket?), expected a {what} file", p)
     try:
         data = p.read_bytes()
     except FileNotFoundError:

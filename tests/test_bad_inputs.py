@@ -559,6 +559,8 @@ def test_fifo_given_as_a_model_file(capsys: pytest.CaptureFixture[str], model_di
     os.mkfifo(fifo)
     result = run(capsys, *convert_args(None, out_dir, "--prototxt", model_dir / "deploy.prototxt", "--weights", fifo))
     assert_input_error(result, fifo, "not a regular file")
+    with pytest.raises(DecoderError, match="not a regular file"):  # the readers other commands call
+        load_net(model_dir / "deploy.prototxt", fifo)
 
 
 def test_model_that_is_a_folder(capsys: pytest.CaptureFixture[str], good_onnx: Path, tmp_path: Path) -> None:
