@@ -8,7 +8,6 @@ the ONNX graph the layer became, so they describe exactly what runs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import onnx
 
 from decoder.errors import DecoderError
-from decoder.spec import GRAPH_KEY
+from decoder.spec import read_graph_metadata
 
 
 @dataclass(frozen=True)
@@ -84,11 +83,7 @@ def _node_multiply_adds(node: onnx.NodeProto, shapes: dict[str, tuple], weights:
 def inspect_model(model: onnx.ModelProto, source: str) -> Inspection:
     """The per-layer table of a model written by `decode convert`."""
     props = {p.key: p.value for p in model.metadata_props}
-    if GRAPH_KEY not in props:
-        raise DecoderError(
-            "has no decoder layer map (not written by `decode convert`); inspect the Caffe files", source
-        )
-    layers = json.loads(props[GRAPH_KEY])["layers"]
+    layers = read_graph_metadata(props, source)["layers"]
     inferred = onnx.shape_inference.infer_shapes(model)
     graph = inferred.graph
     shapes = {v.name: _shape(v) for v in [*graph.input, *graph.value_info, *graph.output]}

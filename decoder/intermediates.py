@@ -7,7 +7,6 @@ call returns the whole forward pass, layer by layer, under Caffe's layer names.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from decoder.errors import DecoderError
-from decoder.spec import GRAPH_KEY
+from decoder.spec import read_graph_metadata
 
 
 @dataclass(frozen=True)
@@ -41,9 +40,7 @@ class LayerRunner:
         except Exception as exc:
             raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", p) from None
         props = {prop.key: prop.value for prop in model.metadata_props}
-        if GRAPH_KEY not in props:
-            raise DecoderError("has no decoder layer map (not written by `decode convert`)", p)
-        body = json.loads(props[GRAPH_KEY])
+        body = read_graph_metadata(props, str(p))
         self.layers = [LayerOutput(e["name"], e["type"], tuple(e["tops"])) for e in body["layers"]]
         self.input_name = model.graph.input[0].name
         inferred = onnx.shape_inference.infer_shapes(model)

@@ -17,7 +17,6 @@ Where things come from:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import numpy as np
 
 from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
-from decoder.spec import GRAPH_KEY, SPEC_KEY, PreprocessSpec
+from decoder.spec import SPEC_KEY, PreprocessSpec, read_graph_metadata
 
 #: Bins of every histogram (numpy's edges over the finite values of the blob).
 HISTOGRAM_BINS = 50
@@ -229,8 +228,7 @@ class Visualizer:
             raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", p) from None
         self.path = str(p)
         self.props = {prop.key: prop.value for prop in model.metadata_props}
-        if GRAPH_KEY not in self.props:
-            raise DecoderError("has no decoder layer map (not written by `decode convert`)", p)
+        graph = read_graph_metadata(self.props, str(p))
         self.spec: PreprocessSpec | None = (
             PreprocessSpec.from_metadata(self.props, self.path) if SPEC_KEY in self.props else None
         )
@@ -240,7 +238,6 @@ class Visualizer:
         layer_names = [layer.name for layer in self.layers]
         self.parameters = _parameter_counts(model, self.layers)
         self.filters: list[FilterBank] = _filter_banks(model, layer_names, self.layers, self.spec, p)
-        graph = json.loads(self.props[GRAPH_KEY])
         self.score_output: str = graph.get("score_output", "")
         self.score_is_softmax = bool(graph.get("score_is_softmax", False))
 
