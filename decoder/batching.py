@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -59,6 +59,7 @@ class PreparedBatch:
     positions: list[int]  # stream position of each blob row
     names: list[str]  # display name of each blob row
     failures: list[Failure]
+    scores: np.ndarray | None = None  # what ``infer`` returned for ``blob``, when one was given
 
 
 def item_name(item: ImageItem, position: int) -> str:
@@ -112,13 +113,19 @@ def prepared_batches(
     batch_size: int = 64,
     workers: int = 1,
     kind: PoolKind = "thread",
+    infer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[PreparedBatch]:
     """Batches of ``items`` in input order, prepared by ``workers`` threads/processes ahead of use.
 
-    ``workers=0`` prepares each batch in the calling thread, when it is asked for; so does
-    an input that fits in one batch (nothing to overlap, and no pool to start for the
-    one-image cold start). At most ``workers + 1`` batches wait in memory, whatever the
-    length of ``items``.
+    ``infer`` (e.g. the model's forward pass) is applied to each non-empty blob and its
+    result stored in ``scores``: by the worker thread itself with ``kind="thread"``, so
+    that several batches go through ONNX Runtime at once (it releases the GIL), or by the
+    calling thread otherwise (a session cannot be sent to another process).
+
+    ``workers=0`` does everything in the calling thread, when a batch is asked for; so
+    does an input that fits in one batch (nothing to overlap, and no pool to start for
+    the one-image cold start). At most ``workers + 1`` batches wait in memory, whatever
+    the length of ``items``.
     """
     if batch_size < 1:
         raise DecoderError(f"batch size must be at least 1, not {batch_size}")
@@ -128,23 +135,40 @@ def prepared_batches(
         return
     if workers <= 0 or len(first[1]) < batch_size:
         for start, chunk in chain([first], chunks):
-            yield prepare_batch(chunk, start, spec, _fast_path_wanted(start))
+            yield _scored(prepare_batch(chunk, start, spec, _fast_path_wanted(start)), infer)
         return
     chunks = chain([first], chunks)
     executor = _make_executor(kind, workers, spec)
     pending: deque[Future[PreparedBatch]] = deque()
     try:
         for start, chunk in chunks:
+            fast = _fast_path_wanted(start)
             if kind == "process":
-                pending.append(executor.submit(_prepare_in_worker, chunk, start, _fast_path_wanted(start)))
+                pending.append(executor.submit(_prepare_in_worker, chunk, start, fast))
             else:
-                pending.append(executor.submit(prepare_batch, chunk, start, spec, _fast_path_wanted(start)))
+                pending.append(executor.submit(_prepare_and_score, chunk, start, spec, fast, infer))
             if len(pending) > workers:
-                yield pending.popleft().result()
+                yield _scored(pending.popleft().result(), infer)
         while pending:
-            yield pending.popleft().result()
+            yield _scored(pending.popleft().result(), infer)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _prepare_and_score(
+    items: list[ImageItem],
+    start: int,
+    spec: PreprocessSpec,
+    fast: bool,
+    infer: Callable[[np.ndarray], np.ndarray] | None,
+) -> PreparedBatch:
+    return _scored(prepare_batch(items, start, spec, fast), infer)
+
+
+def _scored(batch: PreparedBatch, infer: Callable[[np.ndarray], np.ndarray] | None) -> PreparedBatch:
+    if infer is not None and batch.scores is None and batch.positions:
+        batch.scores = infer(batch.blob)
+    return batch
 
 
 def _chunks(items: Iterable[ImageItem], size: int) -> Iterator[tuple[int, list[ImageItem]]]:

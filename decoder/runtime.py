@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,8 @@ ImageItem = str | os.PathLike[str] | np.ndarray
 
 #: Images per ONNX Runtime call (measured: see scripts/benchmark.py).
 DEFAULT_BATCH_SIZE = 64
-#: Preprocessing threads running beside inference (measured: see scripts/benchmark.py).
-DEFAULT_WORKERS = 1
+#: Threads taking batches from file to scores concurrently (measured: see scripts/benchmark.py).
+DEFAULT_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,22 @@ class GraphInfo:
 
 
 def _session_options(threads: int | None) -> Any:
+    """Session options chosen by measurement (scripts/benchmark.py --explore, 2-core machine).
+
+    - ``ORT_ENABLE_EXTENDED``, not ``ALL``: ``ALL`` adds the NCHWc layout transform, whose
+      16-channel blocks pad LeNet's 50-channel conv2 to 64 and add reorder nodes; it
+      measured ~15% slower on the DIGITS LeNet (23k vs 27k images/s at batch 64).
+    - intra-op threads: ONNX Runtime's default (one per physical core) unless ``threads``.
+    - no spin-waiting between ops: spinning threads take the core from the threads that
+      decode the next batch; with the pipeline running it measured faster without.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     if threads:
         options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
 
@@ -134,22 +145,20 @@ class Model:
     ) -> Iterator[BatchResult]:
         """Results one batch at a time, in input order, broken images reported instead of raised.
 
-        Images are decoded and preprocessed by ``workers`` threads (or processes, ``kind``)
-        while ONNX Runtime runs the previous batch; each batch is one NCHW session call.
-        ``workers=None`` picks :data:`DEFAULT_WORKERS`, ``0`` does everything in this thread.
+        Each batch is one NCHW session call. With ``kind="thread"`` (the default), each of
+        ``workers`` threads takes a batch from file to scores - decoding, preprocessing and
+        the ONNX Runtime call, all of which release the GIL - while this thread turns scores
+        into labels; with ``kind="process"`` the processes preprocess and this thread runs
+        the model. ``workers=None`` picks :data:`DEFAULT_WORKERS`; ``0`` does everything here.
         """
         from decoder.batching import prepared_batches
 
         spec = self._require_spec()
         workers = DEFAULT_WORKERS if workers is None else workers
-        for batch in prepared_batches(items, spec, batch_size, workers, kind):
-            if batch.positions:
-                probabilities = self.probabilities(batch.blob)
-                predictions = decode(probabilities, self.labels, batch.names, top_k)
-            else:
-                probabilities = np.empty((0, 0))
-                predictions = []
-            yield BatchResult(predictions, batch.positions, probabilities, batch.failures)
+        for batch in prepared_batches(items, spec, batch_size, workers, kind, infer=self.probabilities):
+            # every image of a batch may have failed: then there are no scores
+            probabilities = batch.scores if batch.scores is not None else np.empty((0, len(self.labels)))
+            yield BatchResult(batch.names, batch.positions, probabilities, batch.failures, self.labels, top_k)
 
     def predict_iter(
         self,
@@ -198,9 +207,26 @@ class Model:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What one batch gave: predictions (with their input positions) and the images that failed."""
+    """What one batch gave: per-image probabilities (with names and input positions) and the failures.
 
-    predictions: list[Prediction]
-    positions: list[int]  # input-stream position of each prediction
-    probabilities: np.ndarray  # (len(predictions), K)
+    :attr:`predictions` are built on first access: a caller that only needs the numbers
+    (the CLI's JSON/CSV writers, accuracy counts) skips ~10 us of object building per image.
+    """
+
+    names: list[str]  # display name of each row
+    positions: list[int]  # input-stream position of each row
+    probabilities: np.ndarray  # (rows, K)
     failures: list[Failure]
+    labels: tuple[str, ...] = ()
+    top_k: int = 5
+
+    @cached_property
+    def predictions(self) -> list[Prediction]:
+        """One :class:`Prediction` per row, in input order."""
+        return decode(self.probabilities, self.labels, self.names, self.top_k) if self.names else []
+
+    @cached_property
+    def top_indices(self) -> np.ndarray:
+        """(rows, k) class indices, best first, ties to the lower index: the order of :attr:`predictions`."""
+        k = max(1, min(self.top_k, self.probabilities.shape[1])) if self.probabilities.ndim == 2 else 1
+        return np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from decoder.cli.main import main
@@ -73,6 +75,47 @@ def test_folder_is_scanned_recursively_and_json_lines_keep_their_format(
         assert row["label"] == expected_label(tiny, Path(row["image"]))
         assert row["probability"] == row["top_k"][0]["probability"]
     assert "5 of 5 images classified" in err
+
+
+def test_json_lines_equal_the_prediction_objects_of_the_python_api(
+    tmp_path: Path, tiny: TinyModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from decoder import Model
+
+    paths = write_images(tmp_path / "imgs", 40)
+    status, out, _ = run(capsys, tmp_path / "imgs", "--model", tiny.path, "--json", "--batch-size", "16")
+    assert status == 0
+    expected = [json.dumps(p.to_dict()) for p in Model.load(tiny.path).predict(paths)]
+    assert out.splitlines() == expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    classes=st.integers(1, 7),
+    top_k=st.integers(1, 9),
+    labelled=st.integers(0, 7),
+    data=st.data(),
+)
+def test_fast_json_formatting_is_character_for_character_json_dumps(
+    rows: int, classes: int, top_k: int, labelled: int, data: st.DataObject
+) -> None:
+    from decoder.cli.predict import json_lines
+    from decoder.decoding import decode
+    from decoder.runtime import BatchResult
+
+    values = st.one_of(
+        st.sampled_from([0.0, 0.5, 1.0, 1e-300, float("nan"), float("inf")]),
+        st.floats(0, 1, allow_nan=False),
+    )
+    probabilities = np.array(
+        data.draw(st.lists(st.lists(values, min_size=classes, max_size=classes), min_size=rows, max_size=rows))
+    )
+    labels = data.draw(st.lists(st.text(max_size=4), min_size=min(labelled, classes), max_size=min(labelled, classes)))
+    names = data.draw(st.lists(st.text(max_size=6), min_size=rows, max_size=rows))
+    result = BatchResult(names, list(range(rows)), probabilities, [], tuple(labels), top_k)
+    fast = json_lines(names, probabilities.tolist(), result.top_indices.tolist(), labels)
+    assert fast == [json.dumps(p.to_dict()) for p in decode(probabilities, labels, names, top_k)]
 
 
 def test_text_output_for_one_image_has_no_summary(

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from decoder.decoding import Prediction
+from decoder.decoding import Prediction, label_of
 from decoder.errors import DecoderError
+
+if TYPE_CHECKING:
+    from decoder.runtime import BatchResult
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -37,16 +42,40 @@ def format_prediction(prediction: Prediction) -> str:
 
 
 def prediction_json(prediction: Prediction) -> str:
-    """``json.dumps(prediction.to_dict())``, built directly: the same text, ~5x cheaper than ``asdict``."""
-    return json.dumps(
-        {
-            "image": prediction.image,
-            "label": prediction.label,
-            "index": prediction.index,
-            "probability": prediction.probability,
-            "top_k": [{"label": r.label, "index": r.index, "probability": r.probability} for r in prediction.top_k],
-        }
-    )
+    """The ``--json`` line of one prediction: ``json.dumps(prediction.to_dict())``."""
+    return json.dumps(prediction.to_dict())
+
+
+def json_lines(
+    names: Sequence[str], probabilities: list[list[float]], order: list[list[int]], labels: Sequence[str]
+) -> list[str]:
+    """``--json`` lines straight from a batch's numbers, character for character :func:`prediction_json`.
+
+    Building a Prediction per image and ``dataclasses.asdict`` cost ~25 us an image; this
+    costs ~5 us and the format test pins it to the object path (key order, float repr,
+    ``ensure_ascii`` escaping, NaN spelled as ``json`` spells it).
+    """
+    quoted: dict[int, str] = {}
+
+    def label(index: int) -> str:
+        if index not in quoted:
+            quoted[index] = json.dumps(label_of(index, labels))
+        return quoted[index]
+
+    lines = []
+    for name, row, ranked in zip(names, probabilities, order, strict=True):
+        entries = ", ".join(f'{{"label": {label(i)}, "index": {i}, "probability": {_number(row[i])}}}' for i in ranked)
+        best = ranked[0]
+        lines.append(
+            f'{{"image": {json.dumps(name)}, "label": {label(best)}, "index": {best}, '
+            f'"probability": {_number(row[best])}, "top_k": [{entries}]}}'
+        )
+    return lines
+
+
+def _number(value: float) -> str:
+    # json.dumps writes finite floats with float.__repr__ and spells the others NaN / Infinity.
+    return repr(value) if math.isfinite(value) else json.dumps(value)
 
 
 @click.command()
@@ -147,17 +176,16 @@ def predict(
                     bar.clear()
                 if strict:
                     first = result.failures[0]
-                    before = sum(q < first.position for q in result.positions)  # results come in input order
-                    sink.write(result.predictions[:before], truths, result.positions[:before])
+                    sink.write(result, truths, count=sum(q < first.position for q in result.positions))
                     raise first.error
                 for failure in result.failures:
                     click.echo(f"decode: error: {failure.error}", err=True)
                 failures += len(result.failures)
-            sink.write(result.predictions, truths, result.positions)
+            sink.write(result, truths)
             if known:
-                for prediction, position in zip(result.predictions, result.positions, strict=True):
+                for position, top in zip(result.positions, result.top_indices.tolist(), strict=True):
                     if truths[position] is not None:
-                        tally.add(truths[position], prediction.index, [r.index for r in prediction.top_k])
+                        tally.add(truths[position], top[0], top)
             if bar:
                 bar.update(result.positions[-1] + 1 if result.positions else result.failures[-1].position + 1)
     if bar:
@@ -233,31 +261,47 @@ class ResultSink:
             self.writer.writerow(header)
         return self
 
-    def write(self, predictions: list[Prediction], truths: list[int | None], positions: list[int]) -> None:
-        if not predictions:
+    def write(self, result: BatchResult, truths: list[int | None], count: int | None = None) -> None:
+        """The first ``count`` rows of ``result`` (all by default); flushed, so readers see progress."""
+        count = len(result.positions) if count is None else count
+        if not count:
             return
-        if self.kind == "csv":
-            self._write_csv(predictions, truths, positions)
+        if self.kind == "text":
+            lines = [format_prediction(p) for p in result.predictions[:count]]
         else:
-            render = prediction_json if self.kind == "jsonl" else format_prediction
-            stream = self.stream or sys.stdout
-            stream.write("\n".join(render(p) for p in predictions) + "\n")
-            stream.flush()
+            names = result.names[:count]
+            probabilities = result.probabilities[:count].tolist()
+            order = result.top_indices[:count].tolist()
+            if self.kind == "jsonl":
+                lines = json_lines(names, probabilities, order, result.labels)
+            else:
+                self.writer.writerows(self._csv_rows(names, probabilities, order, result, truths))
+                lines = None
+        stream = self.stream or sys.stdout
+        if lines is not None:
+            stream.write("\n".join(lines) + "\n")
+        stream.flush()
 
-    def _write_csv(self, predictions: list[Prediction], truths: list[int | None], positions: list[int]) -> None:
+    def _csv_rows(
+        self,
+        names: list[str],
+        probabilities: list[list[float]],
+        order: list[list[int]],
+        result: BatchResult,
+        truths: list[int | None],
+    ) -> list[list[Any]]:
         rows = []
-        for prediction, position in zip(predictions, positions, strict=True):
-            row: list[Any] = [prediction.image, prediction.label, prediction.index, prediction.probability]
-            for entry in prediction.top_k[1:]:
-                row += [entry.label, entry.probability]
-            row += [""] * (2 * (self.top_k - len(prediction.top_k)))  # fewer classes than --top-k
+        for name, row, ranked, position in zip(names, probabilities, order, result.positions, strict=False):
+            best = ranked[0]
+            cells: list[Any] = [name, label_of(best, result.labels), best, row[best]]
+            for index in ranked[1:]:
+                cells += [label_of(index, result.labels), row[index]]
+            cells += [""] * (2 * (self.top_k - len(ranked)))  # fewer classes than --top-k
             if self.with_truth:
                 truth = truths[position]
-                row += ["", ""] if truth is None else [truth, int(truth == prediction.index)]
-            rows.append(row)
-        self.writer.writerows(rows)
-        assert self.stream is not None
-        self.stream.flush()
+                cells += ["", ""] if truth is None else [truth, int(truth == best)]
+            rows.append(cells)
+        return rows
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if self.stream is None or self.temporary is None or self.output is None:
