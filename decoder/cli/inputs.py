@@ -121,15 +121,16 @@ def _resolve(name: str, base: Path) -> Path:
 
 
 def _scan_folder(folder: Path, index_of: dict[str, int]) -> list[InputImage]:
-    found = sorted(
-        os.path.join(root, name)
-        for root, _, files in os.walk(folder, onerror=_walk_error)
-        for name in files
-        if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
-    )
+    found = []
+    for root, _, files in os.walk(folder, onerror=_walk_error):
+        truth = index_of.get(os.path.basename(os.path.abspath(root)))  # once per folder, not per file
+        found.extend(
+            (os.path.join(root, name), truth) for name in files if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+        )
     if not found:
         raise DecoderError("folder holds no image files", folder)
-    return [_with_folder_truth(p, index_of) for p in found]
+    found.sort()
+    return [InputImage(path, truth) for path, truth in found]
 
 
 def _with_folder_truth(path: str, index_of: dict[str, int]) -> InputImage:

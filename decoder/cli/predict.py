@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import sys
 import time
@@ -74,8 +73,9 @@ def json_lines(
 
 
 def _number(value: float) -> str:
-    # json.dumps writes finite floats with float.__repr__ and spells the others NaN / Infinity.
-    return repr(value) if math.isfinite(value) else json.dumps(value)
+    # json.dumps writes finite floats with float.__repr__ and spells nan/inf as NaN/Infinity.
+    text = repr(value)
+    return text if text[-1] not in "nf" else json.dumps(value)
 
 
 @click.command()
@@ -101,6 +101,9 @@ def _number(value: float) -> str:
 @click.option(
     "--workers", default=None, type=click.IntRange(0), help="Threads decoding images beside inference [default: 1]."
 )
+@click.option(
+    "--threads", default=None, type=click.IntRange(1), help="ONNX Runtime threads per call [default: one per core]."
+)
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread", hidden=True)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of listing and skipping it.")
 @click.option(
@@ -123,6 +126,7 @@ def predict(
     output: Path | None,
     batch_size: int | None,
     workers: int | None,
+    threads: int | None,
     pool: str,
     strict: bool,
     image_folder: str | None,
@@ -145,7 +149,7 @@ def predict(
         raise click.BadParameter("the file must end in .csv or .jsonl", param_hint="--output")
     if confusion is not None:
         require_matplotlib()
-    model = Model.load(model_path)
+    model = Model.load(model_path, threads=threads)
     inputs = expand_inputs(images, model.labels, image_folder)
     truths = [item.truth for item in inputs]
     known = any(t is not None for t in truths)
