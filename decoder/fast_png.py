@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from decoder import preprocess
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 #: Chunks after which Pillow and libpng could disagree about the pixels (see the module doc).
@@ -106,8 +108,6 @@ def decode_png(data: bytes) -> np.ndarray | None:
 
 def _plain_png_shape(data: bytes) -> tuple[int, ...] | None:
     """The array shape of an acceptable PNG (see the module doc), or None to decline it."""
-    from decoder import preprocess  # read the limit at call time: tests and users may patch it
-
     size = len(data)
     if size < 8 + 25 + 12 or not data.startswith(_SIGNATURE) or not data.endswith(_IEND_CHUNK):
         return None
@@ -130,7 +130,7 @@ def _plain_png_shape(data: bytes) -> tuple[int, ...] | None:
             )
             if depth != 8 or colour not in (_GREY, _RGB) or compression or filtering or interlace:
                 return None
-            if width == 0 or height == 0 or width * height > preprocess.MAX_IMAGE_PIXELS:
+            if width == 0 or height == 0 or width * height > preprocess.MAX_IMAGE_PIXELS:  # read now: patchable
                 return None
             shape = (height, width) if colour == _GREY else (height, width, 3)
         elif kind == b"IDAT":

@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -239,8 +240,6 @@ def sgemm_rate(repeats: int) -> tuple[float, int]:
 def explore(files: dict, repeats: int) -> None:
     import onnxruntime as ort
 
-    from decoder.runtime import Model
-
     blob: np.ndarray = files["blob"]
     print("\nONNX Runtime session options (img/s, compute only, median):")
     levels = {
@@ -264,25 +263,43 @@ def explore(files: dict, repeats: int) -> None:
     for batch in (64, 256):
         count = 2048
 
-        def runner(session: object, batch: int = batch) -> Callable[[], None]:
+        def runner(session: Any, batch: int = batch, count: int = count) -> Callable[[], None]:
             return lambda: [session.run(None, {feed_name: blob[s : s + batch]}) for s in range(0, count, batch)]
 
         seconds = interleaved({name: runner(session) for name, session in sessions.items()}, repeats)
         for name, value in seconds.items():
             print(f"  batch {batch:3d}  {name}: {count / value:9,.0f}")
 
-    paths = sorted(str(p) for p in files["digits"].glob("*.png"))
-    model = Model.load(files["onnx"])
-    print("\nprediction pipeline in-process over the 10,000 PNGs (img/s, median):")
+    print("\n`decode DIR --json` in-process (no interpreter start-up), 10,000 PNGs (img/s, median):")
+    from decoder.cli.main import main as decode_main
 
-    def pipeline(batch: int, workers: int, kind: str) -> Callable[[], None]:
-        return lambda: sum(len(r.predictions) for r in model.predict_batches(paths, 5, batch, workers, kind))
+    def cli(*options: str) -> Callable[[], None]:
+        def run() -> None:
+            saved = sys.stdout
+            with open(os.devnull, "w") as sink:
+                sys.stdout = sink
+                try:
+                    decode_main([str(files["digits"]), "--model", str(files["onnx"]), "--json", "-q", *options])
+                finally:
+                    sys.stdout = saved
 
-    choices = {f"workers={w} {k:7s} batch=64": pipeline(64, w, k) for w in (0, 1, 2) for k in ("thread", "process")}
-    choices.pop("workers=0 process batch=64")
-    choices.update({f"workers=1 thread  batch={b}": pipeline(b, 1, "thread") for b in (16, 32, 128, 256)})
-    for name, value in interleaved(choices, max(1, repeats // 2)).items():
-        print(f"  {name}: {len(paths) / value:9,.0f}")
+        return run
+
+    choices = {
+        "workers=0 (no pool)": cli("--workers", "0"),
+        "workers=1 threads": cli("--workers", "1"),
+        "workers=2 threads, batch 256 (default)": cli("--workers", "2"),
+        "workers=3 threads": cli("--workers", "3"),
+        "workers=1 processes": cli("--workers", "1", "--pool", "process"),
+        "workers=2 processes": cli("--workers", "2", "--pool", "process"),
+        "workers=2, ORT threads=1": cli("--workers", "2", "--threads", "1"),
+        "workers=3, ORT threads=1": cli("--workers", "3", "--threads", "1"),
+        "workers=2, batch 32": cli("--batch-size", "32"),
+        "workers=2, batch 64": cli("--batch-size", "64"),
+        "workers=2, batch 128": cli("--batch-size", "128"),
+    }
+    for name, value in interleaved(choices, max(3, repeats // 2)).items():
+        print(f"  {name:40s} {10_000 / value:9,.0f}")
 
 
 # --------------------------------------------------------------------------- main

@@ -97,9 +97,17 @@ def _number(value: float) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write results to FILE.csv or FILE.jsonl instead of stdout (atomically: temporary name, then rename).",
 )
-@click.option("--batch-size", default=None, type=click.IntRange(1), help="Images per ONNX Runtime call [default: 64].")
 @click.option(
-    "--workers", default=None, type=click.IntRange(0), help="Threads decoding images beside inference [default: 1]."
+    "--batch-size",
+    default=None,
+    type=click.IntRange(1),
+    help="Images per ONNX Runtime call [default: up to 256, fewer for large images].",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(0),
+    help="Threads taking batches from file to scores, overlapping decoding and inference [default: 2].",
 )
 @click.option(
     "--threads", default=None, type=click.IntRange(1), help="ONNX Runtime threads per call [default: one per core]."
@@ -143,7 +151,7 @@ def predict(
     """
     from decoder.cli.inputs import expand_inputs
     from decoder.evaluation import Tally, require_matplotlib
-    from decoder.runtime import DEFAULT_BATCH_SIZE, Model
+    from decoder.runtime import Model
 
     if output is not None and output.suffix.lower() not in OUTPUT_FORMATS:
         raise click.BadParameter("the file must end in .csv or .jsonl", param_hint="--output")
@@ -170,7 +178,7 @@ def predict(
         results = model.predict_batches(
             [item.path for item in inputs],
             top_k,
-            batch_size or DEFAULT_BATCH_SIZE,
+            batch_size,
             workers,
             pool,  # type: ignore[arg-type]
         )
