@@ -159,10 +159,10 @@ def test_default_batch_size_bounds_the_memory_of_a_batch(tmp_path: Path, tiny: T
     model = Model.load(tiny.path)
     assert model.default_batch_size() == 256  # 8x8 grey: the cap
     for (channels, side), expected in {(1, 28): 256, (3, 227): 32, (3, 256): 32, (3, 4000): 1}.items():
-        model.spec = tiny_spec = model.spec.with_changes(  # type: ignore[union-attr]
+        model.spec = model.spec.with_changes(  # type: ignore[union-attr]
             channels=channels, height=side, width=side, mean_kind="none", mean=None
         )
-        assert model.default_batch_size() == expected, tiny_spec
+        assert model.default_batch_size() == expected, (channels, side)
         assert expected * 4 * channels * side * side <= 32 * 2**20 or expected == 1
 
 
