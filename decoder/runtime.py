@@ -7,7 +7,6 @@ own model-metadata API, so `decode image.png --model m.onnx` starts quickly.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 
 from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
-from decoder.spec import GRAPH_KEY, PreprocessSpec
+from decoder.spec import GRAPH_KEY, PreprocessSpec, read_graph_metadata
 
 if TYPE_CHECKING:
     from decoder.batching import Failure, PoolKind
@@ -45,14 +44,21 @@ class GraphInfo:
     layers: tuple[dict[str, Any], ...]
 
     @classmethod
-    def from_metadata(cls, props: dict[str, str], output_names: list[str]) -> GraphInfo:
+    def from_metadata(cls, props: dict[str, str], output_names: list[str], path: str | None = None) -> GraphInfo:
+        """From the checked ``decoder.graph`` entry; a forged or damaged one is a DecoderError naming ``path``."""
         if GRAPH_KEY in props:
-            body = json.loads(props[GRAPH_KEY])
+            body = read_graph_metadata(props, path)
+            if body["score_output"] not in output_names:
+                raise DecoderError(
+                    f"corrupt decoder metadata in the .onnx file ({GRAPH_KEY}: score output "
+                    f"{body['score_output']!r} is not one of the graph's outputs {output_names})",
+                    path,
+                )
             return cls(
                 tuple(body["outputs"]),
                 body["score_output"],
-                bool(body["score_is_softmax"]),
-                tuple(body.get("layers", ())),
+                bool(body.get("score_is_softmax", False)),
+                tuple(body["layers"]),
             )
         # Not ours: follow Caffe/DIGITS (last output in sorted order) and assume logits.
         return cls(tuple(output_names), sorted(output_names)[-1], False, ())
@@ -109,7 +115,7 @@ class Model:
         outputs = [o.name for o in session.get_outputs()]
         if spec is None:
             spec = PreprocessSpec.from_metadata(props, str(p))
-        return cls(session, spec, GraphInfo.from_metadata(props, outputs), str(p))
+        return cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p)), str(p))
 
     @property
     def labels(self) -> tuple[str, ...]:
