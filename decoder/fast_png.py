@@ -13,15 +13,19 @@ path and gets DIGITS's exact treatment and error messages:
 
 - 8-bit greyscale (colour type 0) or 8-bit RGB (colour type 2), not interlaced - Pillow
   modes L / RGB, which DIGITS's ``load_image`` passes through unchanged;
-- no ``tRNS`` (Pillow keeps it as transparency info; libpng could expand it to alpha),
-  no ``iCCP`` (libpng prints warnings about some profiles on stderr), no ``eXIf``
-  (orientation is a documented "not applied" choice that we do not want to depend on
-  OpenCV's flags for), no APNG chunks (which frame is "the image" differs);
-- every chunk's CRC correct and the file ending in ``IEND``: truncated or bit-flipped
-  files are declined before libpng sees them, so they get Pillow's error (and libpng
-  never prints its own complaints on stderr);
-- width x height within :data:`decoder.preprocess.MAX_IMAGE_PIXELS` (the same bomb limit,
-  checked from the header before decoding).
+- made of ``IHDR``, consecutive ``IDAT`` chunks and ``IEND``, plus at most a well-formed
+  ``pHYs`` (what Pillow and OpenCV write). Every other chunk - ``tRNS`` (transparency),
+  ``PLTE``, ``iCCP``/``gAMA``/``sRGB``, ``eXIf`` (orientation), APNG frames, text - sends
+  the file to Pillow: either it changes what "the pixels" mean, or libpng validates it
+  and prints its own warnings on stderr when it is malformed;
+- every chunk's CRC correct, and the zlib stream complete, checksummed and exactly as
+  long as the header implies, with valid row filters. So truncated, bit-flipped or forged
+  files are declined before libpng sees them: they get Pillow's error, and libpng never
+  adds lines of its own to our stderr;
+- at most :data:`FAST_MAX_PIXELS` pixels (and within
+  :data:`decoder.preprocess.MAX_IMAGE_PIXELS`, the bomb limit, checked from the header):
+  on large images Pillow's per-file overhead no longer matters, and the check above
+  would inflate the data twice.
 
 OpenCV is imported on first use only (it costs ~40-50 ms), so single-image runs that
 never take this path do not pay for it.
@@ -38,12 +42,13 @@ import numpy as np
 
 from decoder import preprocess
 
+#: Largest image (width x height) the fast path takes; larger ones go to Pillow.
+FAST_MAX_PIXELS = 1 << 20
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-#: Chunks after which Pillow and libpng could disagree about the pixels (see the module doc).
-_DECLINED_CHUNKS = frozenset({b"tRNS", b"iCCP", b"eXIf", b"acTL", b"fcTL", b"fdAT"})
-_KNOWN_CRITICAL = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
 _GREY, _RGB = 0, 2
+_CHANNELS = {_GREY: 1, _RGB: 3}
 
 _cv2: Any = None
 
@@ -113,37 +118,57 @@ def _plain_png_shape(data: bytes) -> tuple[int, ...] | None:
         return None
     view = memoryview(data)
     position = 8
-    shape: tuple[int, ...] | None = None
-    seen_data = False
-    while position < size:
-        if position + 12 > size:
-            return None
+    header: tuple[int, int, int] | None = None  # height, width, channels
+    pieces: list[memoryview] = []  # the IDAT bodies
+    previous = b""
+    while position + 12 <= size:
         length, kind = struct.unpack_from(">I4s", data, position)
-        end = position + 8 + length
+        body = position + 8
+        end = body + length
         if end + 4 > size or zlib.crc32(view[position + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
             return None
-        if shape is None:  # IHDR must come first
-            if kind != b"IHDR" or length != 13:
+        if header is None:  # IHDR must come first
+            header = _header(data, body, length)
+            if header is None:
                 return None
-            width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(
-                ">IIBBBBB", data, position + 8
-            )
-            if depth != 8 or colour not in (_GREY, _RGB) or compression or filtering or interlace:
-                return None
-            if width == 0 or height == 0 or width * height > preprocess.MAX_IMAGE_PIXELS:  # read now: patchable
-                return None
-            shape = (height, width) if colour == _GREY else (height, width, 3)
         elif kind == b"IDAT":
-            seen_data = True
+            if pieces and previous != b"IDAT":  # IDAT chunks must be consecutive
+                return None
+            pieces.append(view[body:end])
         elif kind == b"IEND":
-            return shape if seen_data and end + 4 == size else None
-        elif _declined(kind):
+            if end + 4 != size or not pieces or not _pixel_data_fits(pieces, *header):
+                return None
+            height, width, channels = header
+            return (height, width) if channels == 1 else (height, width, channels)
+        elif kind != b"pHYs" or pieces or length != 9 or data[body + 8] > 1:
             return None
+        previous = kind
         position = end + 4
     return None
 
 
-def _declined(kind: bytes) -> bool:
-    """A chunk (other than IDAT/IEND) that sends the file to Pillow: see the module doc."""
-    unknown_critical = kind[0] < 0x61 and kind not in _KNOWN_CRITICAL  # upper-case first letter
-    return kind in _DECLINED_CHUNKS or kind == b"IHDR" or unknown_critical
+def _header(data: bytes, body: int, length: int) -> tuple[int, int, int] | None:
+    """(height, width, channels) from an IHDR body at ``body``, when the fast path takes it."""
+    if length != 13 or data[body - 4 : body] != b"IHDR":
+        return None
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", data, body)
+    if depth != 8 or colour not in _CHANNELS or compression or filtering or interlace:
+        return None
+    # MAX_IMAGE_PIXELS is read now, not copied at import: tests and users may patch it.
+    if width == 0 or height == 0 or width * height > min(FAST_MAX_PIXELS, preprocess.MAX_IMAGE_PIXELS):
+        return None
+    return height, width, _CHANNELS[colour]
+
+
+def _pixel_data_fits(pieces: list[memoryview], height: int, width: int, channels: int) -> bool:
+    """The zlib stream is whole (Adler-32 checked), holds exactly one filter byte + one row per
+    line, and every filter byte is one of PNG's five: libpng will find nothing to complain about."""
+    stride = 1 + width * channels
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(b"".join(pieces), height * stride + 1)  # never inflate past the expected size
+    except zlib.error:
+        return False
+    if len(raw) != height * stride or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        return False
+    return int(np.frombuffer(raw, dtype=np.uint8)[::stride].max()) <= 4

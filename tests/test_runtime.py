@@ -280,6 +280,23 @@ def test_fast_path_declines_what_needs_interpretation(mode: str, options: dict[s
     assert fast_png.decode_png(buffer.getvalue()) is None
 
 
+def test_fast_path_takes_pillow_and_opencv_files_and_declines_metadata_libpng_checks(tmp_path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    array = np.arange(120, dtype=np.uint8).reshape(10, 12)
+    assert fast_png.decode_png(png_bytes(array, dpi=(72, 72))) is not None  # pHYs
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", array)
+    assert ok
+    np.testing.assert_array_equal(fast_png.decode_png(encoded.tobytes()), array)
+    info = PngInfo()
+    info.add_text("Software", "x")
+    assert fast_png.decode_png(png_bytes(array, pnginfo=info)) is None  # tEXt: Pillow's job
+    big = np.zeros((1025, 1024), np.uint8)  # past FAST_MAX_PIXELS: Pillow's job too
+    assert fast_png.decode_png(png_bytes(big)) is None
+
+
 def test_fast_path_declines_damaged_files_and_bombs(monkeypatch: pytest.MonkeyPatch) -> None:
     data = png_bytes(np.arange(100, dtype=np.uint8).reshape(10, 10))
     assert fast_png.decode_png(data) is not None
@@ -293,9 +310,15 @@ def test_fast_path_declines_damaged_files_and_bombs(monkeypatch: pytest.MonkeyPa
     assert fast_png.decode_png(data) is None
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
-def test_mutated_pngs_give_pillows_pixels_or_are_declined(data: st.DataObject) -> None:
+def test_mutated_pngs_give_pillows_pixels_or_are_declined_silently(
+    data: st.DataObject, capfd: pytest.CaptureFixture[str]
+) -> None:
     array = np.arange(12 * 9, dtype=np.uint8).reshape(12, 9)
     original = bytearray(png_bytes(array))
     mutated = bytearray(original)
@@ -304,7 +327,9 @@ def test_mutated_pngs_give_pillows_pixels_or_are_declined(data: st.DataObject) -
         mutated[position] = data.draw(st.integers(0, 255))
     if data.draw(st.booleans()):  # re-seal the chunk CRCs so the mutation reaches the decoder
         mutated = bytearray(_reseal_crcs(bytes(mutated)))
+    capfd.readouterr()
     pixels = fast_png.decode_png(bytes(mutated))
+    assert capfd.readouterr().err == ""  # libpng never gets a file it would complain about
     if pixels is not None:
         reference = pillow_pixels(bytes(mutated))
         assert reference is not None, "the fast path accepted a file Pillow refuses"
