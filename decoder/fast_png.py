@@ -166,9 +166,10 @@ def _pixel_data_fits(pieces: list[memoryview], height: int, width: int, channels
     stride = 1 + width * channels
     inflater = zlib.decompressobj()
     try:
-        raw = inflater.decompress(b"".join(pieces), height * stride + 1)  # never inflate past the expected size
+        stream = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        raw = inflater.decompress(stream, height * stride + 1)  # never inflate past the expected size
     except zlib.error:
         return False
     if len(raw) != height * stride or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
         return False
-    return int(np.frombuffer(raw, dtype=np.uint8)[::stride].max()) <= 4
+    return max(raw[::stride]) <= 4
