@@ -24,15 +24,17 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from decoder.errors import DecoderError
 from decoder.spec import PreprocessSpec
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 ImageItem = Any  # a path (str / os.PathLike), a uint8 array, or a PIL image: what decoder.preprocess accepts
 PoolKind = Literal["thread", "process"]
@@ -190,12 +192,15 @@ _worker_spec: PreprocessSpec | None = None
 
 
 def _make_executor(kind: PoolKind, workers: int, spec: PreprocessSpec) -> Executor:
+    # concurrent.futures is imported here: the one-batch cold start never needs it.
     if kind == "thread":
-        return ThreadPoolExecutor(workers, thread_name_prefix="decoder-prepare")
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(workers, thread_name_prefix="decoder-batch")
     if kind != "process":
         raise DecoderError(f"unknown worker kind {kind!r}; expected 'thread' or 'process'")
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor  # imported here: 10-20 ms the thread path never needs
+    from concurrent.futures import ProcessPoolExecutor
 
     # fork shares the already imported numpy/Pillow (spawn would re-import them in every
     # worker, ~0.3 s each); the workers only run numpy, Pillow and OpenCV's imdecode.
