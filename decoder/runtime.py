@@ -3,6 +3,11 @@
 The prediction path imports onnxruntime, numpy and Pillow only (not the ``onnx``
 package): the metadata written by ``decode convert`` is read through ONNX Runtime's
 own model-metadata API, so `decode image.png --model m.onnx` starts quickly.
+
+Batches: :meth:`Model.predict_batches` (and :meth:`~Model.predict_iter` /
+:meth:`~Model.predict` on top of it) streams any iterable of images through
+:mod:`decoder.batching`, one ONNX Runtime call per batch, with decoding and inference
+overlapped in worker threads; :meth:`Model.run` takes blobs that are already preprocessed.
 """
 
 from __future__ import annotations
@@ -201,12 +206,12 @@ class Model:
         batch_size: int | None = None,
         workers: int | None = None,
     ) -> list[Prediction]:
-        """Predictions for image paths or arrays, as a list (a single item gives a one-element list).
+        """Predictions for image paths, arrays or PIL images, as a list (one item gives a one-element list).
 
         For very long inputs, iterate :meth:`predict_iter` instead: same results, flat memory.
         """
-        if isinstance(items, (str, os.PathLike, np.ndarray)):
-            items = [items]
+        if isinstance(items, (str, os.PathLike, np.ndarray)) or not hasattr(items, "__iter__"):
+            items = [items]  # one path, one HxW(xC) array, or one PIL image
         return list(self.predict_iter(items, top_k=top_k, batch_size=batch_size, workers=workers))
 
     def default_batch_size(self) -> int:

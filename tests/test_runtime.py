@@ -194,6 +194,8 @@ def test_arrays_and_single_items(tmp_path: Path, tiny: TinyModel) -> None:
     assert [p.index for p in predictions] == [int(np.argmax(tiny.reference(a))) for a in arrays]
     single = model.predict(arrays[3])
     assert len(single) == 1 and single[0].index == predictions[3].index
+    (from_pil,) = model.predict(Image.fromarray(arrays[3]))
+    assert from_pil.index == predictions[3].index and from_pil.image == "<image 0>"
 
 
 def test_run_takes_preprocessed_blobs(tmp_path: Path, tiny: TinyModel) -> None:
