@@ -199,7 +199,8 @@ def predict(
                     if truths[position] is not None:
                         tally.add(truths[position], top[0], top)
             if bar:
-                bar.update(result.positions[-1] + 1 if result.positions else result.failures[-1].position + 1)
+                last = max(result.positions[-1:] + [f.position for f in result.failures[-1:]])
+                bar.update(last + 1)
     if bar:
         bar.clear()
     elapsed = time.perf_counter() - started
