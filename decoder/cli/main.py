@@ -76,8 +76,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `decode`; returns the exit status (0 ok, 1 internal error, 2 bad input or usage)."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+    if debug:  # accepted anywhere on the line, as users append it when something fails
+        args.remove("--debug")
+        args.insert(0, "--debug")
     try:
         with warnings.catch_warnings():
             if not debug:
