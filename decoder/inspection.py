@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from decoder.errors import DecoderError
 from decoder.spec import read_graph_metadata
 
 
@@ -108,13 +107,9 @@ def inspect_path(path: str, weights: str | None = None) -> Inspection:
     """Inspect a .onnx, or anything `decode convert` accepts (converted in memory)."""
     p = Path(path)
     if p.suffix.lower() == ".onnx":
-        if not p.is_file():
-            raise DecoderError("model file not found", p)
-        try:
-            model = onnx.load(str(p))
-        except Exception as exc:
-            raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", p) from None
-        return inspect_model(model, str(p))
+        from decoder.intermediates import load_onnx
+
+        return inspect_model(load_onnx(p), str(p))
     from decoder.caffe_io import load_net
     from decoder.conversion import graph_metadata, score_output_of
     from decoder.converter import convert_net

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from decoder.errors import DecoderError
 from decoder.spec import read_graph_metadata
+
+if TYPE_CHECKING:
+    import onnx
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,31 @@ class LayerOutput:
     tops: tuple[str, ...]
 
 
+def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Read a .onnx with the ``onnx`` package; missing, folder or unreadable -> DecoderError."""
+    import onnx
+
+    p = Path(path)
+    if p.is_dir():
+        raise DecoderError("is a directory, expected a .onnx model", p)
+    if not p.is_file():
+        raise DecoderError("model file not found", p)
+    try:
+        return onnx.load(str(p))
+    except Exception as exc:  # protobuf raises DecodeError, onnx its own types
+        raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", p) from None
+
+
 class LayerRunner:
     """Runs a converted model and returns every layer's output blobs."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], model: onnx.ModelProto | None = None) -> None:
+        """Open ``path`` (or use its already loaded ``model``, which is not modified)."""
         import onnx
         import onnxruntime as ort
 
         p = Path(path)
-        try:
-            model = onnx.load(str(p))
-        except Exception as exc:
-            raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", p) from None
+        model = load_onnx(p) if model is None else onnx.ModelProto.FromString(model.SerializeToString())
         props = {prop.key: prop.value for prop in model.metadata_props}
         body = read_graph_metadata(props, str(p))
         self.layers = [LayerOutput(e["name"], e["type"], tuple(e["tops"])) for e in body["layers"]]

@@ -213,26 +213,18 @@ class Visualizer:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        import onnx
 
-        from decoder.intermediates import LayerRunner
+        from decoder.intermediates import LayerRunner, load_onnx
 
         p = Path(path)
-        if p.is_dir():
-            raise DecoderError("is a directory, expected a .onnx model", p)
-        if not p.is_file():
-            raise DecoderError("model file not found", p)
-        try:
-            model = onnx.load(str(p))
-        except Exception as exc:  # protobuf raises DecodeError, onnx its own types
-            raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", p) from None
+        model = load_onnx(p)
         self.path = str(p)
         self.props = {prop.key: prop.value for prop in model.metadata_props}
         graph = read_graph_metadata(self.props, str(p))
         self.spec: PreprocessSpec | None = (
             PreprocessSpec.from_metadata(self.props, self.path) if SPEC_KEY in self.props else None
         )
-        self.runner = LayerRunner(p)
+        self.runner = LayerRunner(p, model)
         self.layers = list(self.runner.layers)
         self.input_name = self.runner.input_name
         layer_names = [layer.name for layer in self.layers]
