@@ -47,9 +47,8 @@ def _dilation(param: caffe_pb2.ConvolutionParameter, ctx: ConversionContext) -> 
     raise ctx.error(f"only 2-D convolution is supported (got {len(values)} dilation values)")
 
 
-@register("Convolution", needs_weights=True)
-def convert_convolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
-    """Conv with Caffe's floor output size; weights [out, in/group, kh, kw]."""
+def _convert(layer: caffe_pb2.LayerParameter, ctx: ConversionContext, transposed: bool) -> None:
+    """Conv and ConvTranspose share everything but the weight layout and the ONNX op."""
     param = layer.convolution_param
     if param.axis != 1:
         raise ctx.error("only axis 1 (NCHW) convolution is supported")
@@ -62,12 +61,15 @@ def convert_convolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext)
     if group < 1 or channels % group or param.num_output % group:
         raise ctx.error(f"group {group} does not divide {channels} input channels and {param.num_output} outputs")
     blobs = ctx.blobs(2 if param.bias_term else 1)
-    weight = ctx.reshape_blob(blobs[0], [param.num_output, channels // group, *p["kernel"]], "weight")
-    inputs = [source, ctx.const(weight, "weight")]
+    if transposed:
+        weight_shape = [channels, param.num_output // group, *p["kernel"]]
+    else:
+        weight_shape = [param.num_output, channels // group, *p["kernel"]]
+    inputs = [source, ctx.const(ctx.reshape_blob(blobs[0], weight_shape, "weight"), "weight")]
     if param.bias_term:
         inputs.append(ctx.const(ctx.reshape_blob(blobs[1], [param.num_output], "bias"), "bias"))
     ctx.node(
-        "Conv",
+        "ConvTranspose" if transposed else "Conv",
         inputs,
         [ctx.top()],
         kernel_shape=p["kernel"],
@@ -76,34 +78,15 @@ def convert_convolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext)
         dilations=p["dilation"],
         group=group,
     )
+
+
+@register("Convolution", needs_weights=True)
+def convert_convolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
+    """Conv with Caffe's floor output size; weights [out, in/group, kh, kw]."""
+    _convert(layer, ctx, transposed=False)
 
 
 @register("Deconvolution", needs_weights=True)
 def convert_deconvolution(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
     """ConvTranspose, out = s(in - 1) + d(k - 1) + 1 - 2p; weights [in, out/group, kh, kw]."""
-    param = layer.convolution_param
-    if param.axis != 1:
-        raise ctx.error("only axis 1 (NCHW) deconvolution is supported")
-    source = ctx.bottom()
-    if len(ctx.shape(source)) != 4:
-        raise ctx.error(f"needs a 4-D (N, C, H, W) input, got {list(ctx.shape(source))}")
-    channels = ctx.static_dims(source)[0]
-    p = spatial_params(param, ctx)
-    group = int(param.group)
-    if group < 1 or channels % group or param.num_output % group:
-        raise ctx.error(f"group {group} does not divide {channels} input channels and {param.num_output} outputs")
-    blobs = ctx.blobs(2 if param.bias_term else 1)
-    weight = ctx.reshape_blob(blobs[0], [channels, param.num_output // group, *p["kernel"]], "weight")
-    inputs = [source, ctx.const(weight, "weight")]
-    if param.bias_term:
-        inputs.append(ctx.const(ctx.reshape_blob(blobs[1], [param.num_output], "bias"), "bias"))
-    ctx.node(
-        "ConvTranspose",
-        inputs,
-        [ctx.top()],
-        kernel_shape=p["kernel"],
-        strides=p["stride"],
-        pads=p["pad"] * 2,
-        dilations=p["dilation"],
-        group=group,
-    )
+    _convert(layer, ctx, transposed=True)
