@@ -1120,3 +1120,22 @@ def test_debug_flag_is_accepted_after_the_images(capsys: pytest.CaptureFixture[s
     status = run(capsys, image, "--model", missing, "--debug")
     assert status.code == 2
     assert str(missing) in status.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["convert"], ["--output"]),
+        (["predict"], ["IMAGES"]),
+        (["x.png", "--model", "{tmp}"], ["--model", "is a directory"]),
+        (["x.png", "--model", "m.onnx", "--bogus"], ["--bogus"]),
+    ],
+)
+def test_usage_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], words: list[str]
+) -> None:
+    result = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert result.code == 2
+    assert len(lines) == 1 and lines[0].startswith("decode: error: "), result.err
+    assert all(word in lines[0] for word in words), lines[0]

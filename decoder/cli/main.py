@@ -93,8 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except click.UsageError as exc:
+        # One line, like every other input error (click's own format spreads it over three).
+        command = exc.ctx.command_path if exc.ctx is not None else "decode"
+        click.echo(f"decode: error: {exc.format_message()} (see `{command} --help`)", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"decode: error: {exc.format_message()}", err=True)
         return exc.exit_code
     except click.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
