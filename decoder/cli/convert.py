@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from decoder.spec import MEAN_KINDS, RESIZE_MODES
+
+if TYPE_CHECKING:
+    from decoder.conversion import ConversionReport
 
 
 @click.command()
@@ -21,6 +25,7 @@ from decoder.spec import MEAN_KINDS, RESIZE_MODES
 @click.option("--resize-mode", type=click.Choice(RESIZE_MODES), help="Override DIGITS's resize mode.")
 @click.option("--scale", type=float, help="Override: multiply the de-meaned pixels by this.")
 @click.option("--opset", type=click.IntRange(13), help="ONNX opset to write (default 17).")
+@click.option("--verify", is_flag=True, help="Compare the .onnx with OpenCV 4's import of the Caffe files.")
 def convert(
     source: str | None,
     output: str,
@@ -33,6 +38,7 @@ def convert(
     resize_mode: str | None,
     scale: float | None,
     opset: int | None,
+    verify: bool,
 ) -> int:
     """Convert SOURCE (DIGITS archive, job folder, or folder with prototxt + caffemodel) to ONNX."""
     from decoder.conversion import convert as run_conversion
@@ -46,6 +52,12 @@ def convert(
         source, prototxt=prototxt, weights=weights, mean=mean, labels=labels, train_val=train_val
     ) as sources:
         report = run_conversion(sources, Path(output), opset=opset, overrides=overrides)
+        _summarise(report)
+        return _verify(Path(output), sources.prototxt, sources.caffemodel) if verify else 0
+
+
+def _summarise(report: ConversionReport) -> None:
+    """What was written and the preprocessing it carries (stdout), notes (stderr)."""
     spec = report.spec
     click.echo(f"wrote {report.output}: {report.layer_count} layers, outputs {', '.join(report.outputs)}")
     if spec is not None:
@@ -57,4 +69,22 @@ def convert(
         )
     for note in report.notes:
         click.echo(f"  note: {note}", err=True)
-    return 0
+
+
+def _verify(output: Path, prototxt: Path, caffemodel: Path) -> int:
+    """Print the largest error per output against OpenCV; 1 when one is off or OpenCV 4 is missing."""
+    from decoder.errors import DecoderError
+    from decoder.verification import TOLERANCE, verify_conversion
+
+    try:
+        checks = verify_conversion(output, prototxt, caffemodel)
+    except DecoderError as exc:
+        click.echo(f"verify: not done: {exc}", err=True)
+        click.echo("verify: OpenCV 4 is the reference: pip install 'opencv-python-headless>=4.8,<5'", err=True)
+        return 1
+    for check in checks:
+        verdict = "ok" if check.passed else f"FAILED (tolerance {TOLERANCE:g})"
+        click.echo(
+            f"verify: {check.name}: max |ours - OpenCV| {check.max_abs:.3g}, relative {check.relative:.3g} {verdict}"
+        )
+    return 0 if all(c.passed for c in checks) else 1
