@@ -23,7 +23,7 @@ import numpy as np
 
 from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
-from decoder.spec import GRAPH_KEY, PreprocessSpec, read_graph_metadata
+from decoder.spec import GRAPH_KEY, SPEC_KEY, PreprocessSpec, read_graph_metadata
 
 if TYPE_CHECKING:
     from decoder.batching import Failure, PoolKind
@@ -118,7 +118,9 @@ class Model:
             raise DecoderError(f"not a loadable ONNX model ({first[:200]})", p) from None
         props = dict(session.get_modelmeta().custom_metadata_map)
         outputs = [o.name for o in session.get_outputs()]
-        if spec is None:
+        if spec is None and not (GRAPH_KEY in props and SPEC_KEY not in props):
+            # Ours without a spec is a net whose input is no image (e.g. MTCNN's 15-channel
+            # L-Net): it runs on blobs. A foreign file gets the message saying what is missing.
             spec = PreprocessSpec.from_metadata(props, str(p))
         return cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p)), str(p))
 

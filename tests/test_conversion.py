@@ -253,3 +253,19 @@ def test_inspect_counts_lenet_multiply_adds(tmp_path: Path) -> None:
         assert result.total_parameters == 431_080
         shapes = {row.name: row.output_shapes[0] for row in result.rows}
         assert shapes["pool2"] == ("N", 50, 4, 4)
+
+
+def test_a_net_whose_input_is_no_image_converts_and_runs_on_blobs(tmp_path: Path) -> None:
+    net = NetBuilder("stack", seed=4)
+    data = net.input("data", (1, 15, 6, 6))
+    net.layer("InnerProduct", data, name="ip", inner_product_param={"num_output": 2}, blobs=[(2, 540), (2,)])
+    files = net.write(tmp_path / "m", "deploy")
+    with open_sources(prototxt=files.prototxt, weights=files.caffemodel) as sources:
+        report = convert(sources, tmp_path / "m.onnx")
+    assert report.spec is None
+    assert any("15 channels" in note for note in report.notes)
+    model = Model.load(tmp_path / "m.onnx")
+    blob = np.ones((3, 15, 6, 6), np.float32)
+    assert model.run(blob)["ip"].shape == (3, 2)
+    with pytest.raises(DecoderError, match="no image preprocessing"):
+        model.preprocess([np.zeros((6, 6), np.uint8)])
