@@ -346,3 +346,32 @@ def test_digits_lenet_accuracy_in_the_summary_matches_the_json(
     correct = int(np.sum(predicted == labels[:600]))
     assert correct >= 0.98 * 600
     assert f"accuracy: {100 * correct / 600:.2f}% ({correct} of 600 images with a known class)" in err
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
+    """`decode ... | head -1`: the closed pipe ends the run quietly with status 0."""
+    repo = Path(__file__).resolve().parents[1]
+    sample = repo / "converted_models" / "samples" / "digit_3.png"
+    listing = tmp_path / "many.txt"
+    listing.write_text(f"{sample}\n" * 3000)  # ~1 MB of JSON: more than a pipe buffer
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "decoder.cli.main",
+            str(listing),
+            "-m",
+            str(repo / "converted_models" / "lenet.onnx"),
+            "--json",
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    status = process.wait(timeout=60)
+    assert first.startswith(b'{"image": ')
+    assert status == 0
+    assert process.stderr.read() == b""

@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except SystemExit:
+        # click turns EPIPE (`decode ... | head`) into sys.exit(1) after muting stdout: the
+        # reader left, nothing failed.
+        if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
+            return 0
+        raise
     except KeyboardInterrupt:
         click.echo("decode: interrupted", err=True)
         return 130
