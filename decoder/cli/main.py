@@ -25,6 +25,7 @@ from decoder.errors import DecoderError
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("decoder.cli.predict", "predict"),
     "convert": ("decoder.cli.convert", "convert"),
+    "attach": ("decoder.cli.attach", "attach"),
     "inspect": ("decoder.cli.inspect", "inspect"),
     "diagnose": ("decoder.cli.diagnose", "diagnose"),
     "compare": ("decoder.cli.compare", "compare"),
