@@ -46,6 +46,13 @@ class PreprocessSpec:
     ``mean_kind == "image"``, shape (C,) for ``"pixel"``, ``None`` for ``"none"``. The
     blob is ``(pixels - mean) * scale``; ``scale`` is 1 for DIGITS models (DIGITS puts
     any scaling inside the net).
+
+    ``dataset_height`` x ``dataset_width`` is the size of the DIGITS dataset's images when
+    it differs from the input (models trained with ``crop_size``: a 256x256 dataset, a
+    227x227 input). DIGITS inference then resizes in two stages: with PIL to the dataset
+    size (``resize_mode``), then ``caffe.io.resize_image`` squashes that to the input. Both
+    ``None`` (the default, and every spec written before these fields existed) means one
+    resize straight to the input size.
     """
 
     channels: int
@@ -60,9 +67,14 @@ class PreprocessSpec:
     labels: tuple[str, ...] = ()
     seed: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    dataset_height: int | None = None
+    dataset_width: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("channels", "height", "width", "seed"):
+        if (self.dataset_height is None) != (self.dataset_width is None):
+            raise DecoderError("the dataset size needs both dataset_height and dataset_width, or neither")
+        sized = ("dataset_height", "dataset_width") if self.dataset_height is not None else ()
+        for name in ("channels", "height", "width", "seed", *sized):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise DecoderError(f"{name} must be an integer, not {value!r}")
@@ -70,6 +82,15 @@ class PreprocessSpec:
             raise DecoderError(f"the network input has {self.channels} channels; only 1 or 3 are images")
         if not (0 < self.height <= MAX_SIDE and 0 < self.width <= MAX_SIDE):
             raise DecoderError(f"input size {self.width}x{self.height} is not 1..{MAX_SIDE} pixels a side")
+        dataset_height, dataset_width = self.dataset_height, self.dataset_width
+        if (
+            dataset_height is not None
+            and dataset_width is not None
+            and not (0 < dataset_height <= MAX_SIDE and 0 < dataset_width <= MAX_SIDE)
+        ):
+            raise DecoderError(
+                f"dataset size {self.dataset_width}x{self.dataset_height} is not 1..{MAX_SIDE} pixels a side"
+            )
         if self.channel_order not in CHANNEL_ORDERS:
             raise DecoderError(f"unknown channel order {self.channel_order!r}; expected BGR or RGB")
         if not isinstance(self.input_name, str):
@@ -89,6 +110,14 @@ class PreprocessSpec:
                 f"mean of shape {shape} does not fit mean kind {self.mean_kind!r} (expected {expected[self.mean_kind]})"
             )
 
+    @property
+    def dataset_size(self) -> tuple[int, int] | None:
+        """(height, width) DIGITS resized to before the net's own squash; None when it is the input size."""
+        if self.dataset_height is None or self.dataset_width is None:
+            return None
+        size = (self.dataset_height, self.dataset_width)
+        return None if size == (self.height, self.width) else size
+
     def with_changes(self, **changes: Any) -> PreprocessSpec:
         """A copy with some fields replaced (``dataclasses.replace`` with validation)."""
         return replace(self, **changes)
@@ -96,6 +125,9 @@ class PreprocessSpec:
     def to_metadata(self) -> dict[str, str]:
         """The ONNX ``metadata_props`` entries that carry this spec."""
         body = {k: v for k, v in asdict(self).items() if k not in ("mean", "labels")}
+        if self.dataset_height is None:
+            # No dataset size: the same entry as before these fields existed, readable by older versions.
+            del body["dataset_height"], body["dataset_width"]
         body["version"] = SPEC_VERSION
         body["mean_shape"] = None if self.mean is None else list(self.mean.shape)
         props = {SPEC_KEY: json.dumps(body, sort_keys=True), LABELS_KEY: json.dumps(list(self.labels))}
