@@ -14,17 +14,26 @@ here follows the upstream source (NVIDIA/DIGITS, DIGITS 5/6):
    minus the mean. DIGITS applies no scale; ``spec.scale`` exists for plain Caffe models.
 4. :func:`resize_mean` - ``caffe_train.py`` ``get_mean_image(resize=True)``: the mean
    image goes through uint8 and PIL bilinear to the deploy input size.
+5. :func:`caffe_resize_image` - only for models trained with ``crop_size`` (a 256x256
+   dataset, a 227x227 input: ``spec.dataset_height`` / ``dataset_width`` are set).
+   ``digits/tools/inference.py`` resizes to the DATASET size in step 2, and
+   ``caffe.io.Transformer.preprocess`` then squashes that to the input with
+   ``caffe.io.resize_image``: float32, normalised to [0, 1] by the image's own min/max,
+   scikit-image's order-1 ``resize`` of the DIGITS years (``mode='constant'``, no
+   anti-aliasing), scaled back. We reimplement that resize in numpy (no scikit-image at
+   run time); it matches scikit-image's ``warp`` bit for bit, up to the last-bit noise of
+   the SVD with which scikit-image 0.12/0.13 fitted its affine matrix (measured: 1 float32
+   value in ~20,000 differs for 256 -> 224, 1 in ~3,000,000 for 256 -> 227, each by one unit
+   in the last place). The mean image is still resized once, with PIL, from the dataset
+   size to the input (step 4).
 
 One deliberate departure: DIGITS pads ``fill`` / ``half_crop`` images with
 ``np.random.randint`` noise, so the same file gives a different blob on every call. Here
 the noise comes from a caller-supplied generator (``preprocess`` seeds it with
 ``spec.seed`` for each image), so the same image always gives the same blob.
 
-Known gap, the ``crop_size`` case: ``digits/tools/inference.py`` first resizes to the
-DATASET size (``resize_image``), then ``caffe.io.Transformer.preprocess`` squashes that to
-the deploy input size with ``caffe.io.resize_image`` (scikit-image, order-1, on floats),
-not with PIL. :func:`preprocess` resizes once, with PIL, straight to ``spec`` height x
-width, so for crop_size models it matches DIGITS's geometry but not every pixel.
+Without a dataset size (every model not trained with ``crop_size``, and .onnx files
+written before the field existed) there is one resize, with PIL, straight to the input.
 """
 
 from __future__ import annotations
@@ -328,13 +337,110 @@ def resize_image(
     return np.concatenate((noise, content, noise), axis=1)
 
 
+# --------------------------------------------------------------------------- pycaffe's resize (crop_size models)
+
+
+def caffe_resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``caffe.io.resize_image(image, (height, width))`` as DIGITS's pycaffe ran it: float32 (height, width, K).
+
+    DIGITS's ``Transformer.preprocess`` calls it when the image (already at the dataset
+    size) differs from the network input, i.e. for models trained with ``crop_size``. Its
+    1- and 3-channel branch (``python/caffe/io.py``), computed with the same dtypes:
+
+    - ``im = image.astype(float32)`` (an HxW array is taken as HxWx1);
+    - ``im_min, im_max = im.min(), im.max()`` over ALL channels together; when they are
+      equal the result is that constant, with no interpolation at all;
+    - otherwise ``im_std = (im - im_min) / (im_max - im_min)`` in float32, resized by
+      scikit-image (:func:`_skimage_resize_linear`, float64), then
+      ``(resized * (im_max - im_min) + im_min).astype(float32)``.
+
+    The [0, 1] normalisation matters beyond rounding: the zero that scikit-image's
+    'constant' mode blends in at the borders when upscaling is ``im_min``, not black.
+    """
+    im = np.asarray(image)
+    if im.ndim == 2:
+        im = im[:, :, np.newaxis]
+    if im.ndim != 3 or im.shape[2] not in (1, 3) or min(im.shape) == 0:
+        raise DecoderError(f"caffe_resize_image takes an HxW, HxWx1 or HxWx3 image, not shape {im.shape}")
+    if height <= 0 or width <= 0:
+        raise DecoderError(f"cannot resize to {width}x{height}: both sides must be positive")
+    im = im.astype(np.float32, copy=False)
+    im_min, im_max = im.min(), im.max()  # float32 scalars, as in pycaffe
+    if not im_max > im_min:
+        return np.full((height, width, im.shape[2]), im_min, dtype=np.float32)
+    span = im_max - im_min
+    resized = _skimage_resize_linear((im - im_min) / span, height, width)
+    resized *= np.float64(span)  # float64 array times float32 scalar: float64, as in pycaffe
+    resized += np.float64(im_min)
+    return resized.astype(np.float32)
+
+
+def _skimage_resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``skimage.transform.resize(image, (height, width), order=1)`` of scikit-image 0.12-0.14: float64.
+
+    What pycaffe's ``resize(im_std, new_dims, order=interp_order)`` computed with the
+    scikit-image of the DIGITS years (defaults ``mode='constant'``, ``cval=0``,
+    ``clip=True``, and no anti-aliasing, which only appeared in 0.14 and became the default
+    in 0.15, along with ``mode='reflect'``). For an HxWxK image and a 2-value output shape
+    that ``resize`` is a ``warp`` with the affine map that puts pixel centres at +0.5
+    (``x_src = (W_in / W_out) * (x + 0.5) - 0.5``, rows alike), run by the Cython
+    ``_warp_fast`` per channel, whose bilinear sample at ``(r, c)`` is::
+
+        top = (1 - dc) * P[floor r, floor c] + dc * P[floor r, ceil c]
+        bottom = (1 - dc) * P[ceil r, floor c] + dc * P[ceil r, ceil c]
+        value = (1 - dr) * top + dr * bottom
+
+    with ``P`` = ``cval`` (0) outside the image; then the output is clipped to the input's
+    [min, max] (keeping exact ``cval`` values when ``cval`` lies outside it). This
+    evaluates the same float64 expressions in the same order, so it gives the same bits,
+    except for one thing no reimplementation can copy: 0.12-0.13 fit the affine matrix to
+    three corner points with an SVD (``AffineTransform.estimate``), whose last-bit noise
+    (~1e-16, and LAPACK-dependent) we replace by the exact matrix.
+    """
+    rows, cols, channels = image.shape
+
+    def taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Padded indices of the two neighbours of each output sample, and the weight of the second."""
+        scale = float(size_in) / size_out
+        # _warp_fast's  H[0] * x + H[1] * y + H[2]  with H[1] == 0 and H[2] = scale * 0.5 - 0.5
+        coords = scale * np.arange(size_out, dtype=np.float64) + (scale * 0.5 - 0.5)
+        low = np.floor(coords)
+        # Pixel centres always stay within (-1, size_in): the clip is a no-op kept for safety;
+        # an index landing on the border reads cval, exactly as get_pixel2d's bounds check does.
+        low_index = np.clip(low.astype(np.intp) + 1, 0, size_in + 1)
+        high_index = np.clip(np.ceil(coords).astype(np.intp) + 1, 0, size_in + 1)
+        return low_index, high_index, coords - low
+
+    row_low, row_high, dr = taps(rows, height)
+    col_low, col_high, dc = taps(cols, width)
+    dr = dr[:, np.newaxis]
+    out = np.empty((height, width, channels), dtype=np.float64)
+    padded = np.zeros((rows + 2, cols + 2), dtype=np.float64)  # 'constant' border, cval 0
+    # One channel at a time, as _warp_fast does (and small temporaries are much cheaper here).
+    for channel in range(channels):
+        padded[1:-1, 1:-1] = image[:, :, channel]
+        # top/bottom rows of every sample, for every padded input row: the same products and
+        # sums as _warp_fast, computed once per (input row, output column) instead of per sample.
+        across = (1 - dc) * padded[:, col_low] + dc * padded[:, col_high]
+        out[:, :, channel] = (1 - dr) * across[row_low] + dr * across[row_high]
+    low_value, high_value = image.min(), image.max()
+    if low_value <= 0.0 <= high_value:
+        np.clip(out, low_value, high_value, out=out)
+    else:  # _clip_warp_output's preserve_cval: samples equal to cval survive the clip
+        keep = out == 0.0
+        np.clip(out, low_value, high_value, out=out)
+        out[keep] = 0.0
+    return out
+
+
 # --------------------------------------------------------------------------- blobs
 
 
 def preprocess(source: ImageSource, spec: PreprocessSpec) -> np.ndarray:
     """One image -> the float32 (C, H, W) blob DIGITS feeds the network.
 
-    ``load_image`` -> ``resize_image`` (noise seeded with ``spec.seed``) -> HWC to CHW ->
+    ``load_image`` -> ``resize_image`` (noise seeded with ``spec.seed``; to the dataset size
+    first, then :func:`caffe_resize_image` to the input, when ``spec`` has one) -> HWC to CHW ->
     RGB to BGR when 3 channels and ``spec.channel_order == "BGR"`` -> minus ``spec.mean``
     (image (C,H,W) or pixel (C,), in network channel order) -> times ``spec.scale``.
     The order and the float32 arithmetic follow ``caffe.io.Transformer.preprocess``
@@ -356,11 +462,19 @@ def preprocess_batch(sources: Sequence[ImageSource], spec: PreprocessSpec) -> np
 def _preprocess_into(source: ImageSource, spec: PreprocessSpec, out: np.ndarray) -> None:
     """Write one blob into ``out`` (C, H, W) float32 with a single uint8 -> float32 pass."""
     pixels = load_image(source, spec.channels)
+    dataset_size = spec.dataset_size
+    height, width = dataset_size or (spec.height, spec.width)
     # A fresh generator per image makes the noise padding a function of (image, seed) only;
     # squash, crop and same-size images never draw, so they skip the ~10 us it costs.
-    noisy = spec.resize_mode in ("fill", "half_crop") and pixels.shape[:2] != (spec.height, spec.width)
+    noisy = spec.resize_mode in ("fill", "half_crop") and pixels.shape[:2] != (height, width)
     rng = np.random.default_rng(spec.seed) if noisy else None
-    pixels = resize_image(pixels, spec.height, spec.width, spec.resize_mode, rng)
+    pixels = resize_image(pixels, height, width, spec.resize_mode, rng)
+    if dataset_size is not None:
+        # crop_size models: DIGITS resized to the dataset size above, and Transformer.preprocess
+        # now squashes that to the input with pycaffe's float resize (float32 HxWxK).
+        pixels = caffe_resize_image(pixels, spec.height, spec.width)
+        if pixels.shape[2] == 1:
+            pixels = pixels[:, :, 0]
     if pixels.ndim == 2:
         out[0] = pixels
     elif spec.channel_order == "BGR":
