@@ -3,8 +3,10 @@
 This is where DIGITS's settings are worked out from the files a user holds (FACTS.md
 section 2): the input size and channels from the deploy net, ``use_mean`` from
 train_val.prototxt's data layer (mean_file -> image, mean_value -> pixel), the resize
-mode from info.json, the labels from labels.txt, and which output blob holds the scores
-(Caffe lists outputs in sorted name order and DIGITS reads the last one).
+mode from info.json, the dataset size DIGITS resized to first for crop_size models (info.json
+"image dimensions", else the mean image's size), the labels from labels.txt, and which
+output blob holds the scores (Caffe lists outputs in sorted name order and DIGITS reads the
+last one).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from decoder.caffe_io import CaffeNet, load_net, read_binaryproto
 from decoder.converter import DEFAULT_OPSET, ConvertedGraph, convert_net
 from decoder.errors import DecoderError
 from decoder.sources import ModelSources, read_labels, read_train_transform
-from decoder.spec import GRAPH_KEY, RESIZE_MODES, PreprocessSpec
+from decoder.spec import GRAPH_KEY, MAX_SIDE, RESIZE_MODES, PreprocessSpec
 
 #: Everything a user may set by hand over what the files say (CLI options of `decode convert`).
 OVERRIDABLE = ("mean_kind", "resize_mode", "scale", "channel_order")
@@ -51,18 +53,112 @@ def score_output_of(outputs: list[str]) -> str:
     return sorted(outputs)[-1]
 
 
-def _mean_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
-    from decoder.preprocess import resize_mean
-
+def _mean_blob(path: Path, channels: int) -> np.ndarray:
+    """mean.binaryproto as stored: float32 (C, H, W) at the dataset size, BGR for colour."""
     blob = read_binaryproto(path)
     squeezed = blob.reshape(blob.shape[-3:]) if blob.ndim >= 3 and blob.size == np.prod(blob.shape[-3:]) else blob
     if squeezed.ndim != 3:
         raise DecoderError(f"mean blob has shape {list(blob.shape)}, expected (1, C, H, W)", path)
     if squeezed.shape[0] != channels:
         raise DecoderError(f"mean image has {squeezed.shape[0]} channel(s) but the network input has {channels}", path)
-    # DIGITS's get_mean_image always goes through uint8 (truncating) and PIL bilinear when
-    # the size differs; resize_mean reproduces both, also when the size already matches.
-    return resize_mean(squeezed, height, width, path=path)
+    return squeezed
+
+
+def _mean_image(blob: np.ndarray, path: Path, height: int, width: int) -> np.ndarray:
+    """DIGITS's ``get_mean_image(mean_file, resize=True)``: the mean subtracted from the INPUT.
+
+    It always goes through uint8 (truncating) and PIL bilinear when the size differs
+    (crop_size models: the 256x256 dataset mean is RESIZED, not cropped, to 227x227);
+    resize_mean reproduces both, also when the size already matches. The transformer then
+    gets this input-sized mean, so it never resizes the mean itself.
+    """
+    from decoder.preprocess import resize_mean
+
+    return resize_mean(blob, height, width, path=path)
+
+
+def _mean_pixel(blob: np.ndarray) -> np.ndarray:
+    """DIGITS's ``get_mean_pixel``: ``get_mean_image(mean_file)`` WITHOUT resize, ``.mean(1).mean(1)``.
+
+    So the per-channel average of the stored (dataset-size, float) mean, in float64, with
+    neither the uint8 truncation nor the resize the image mean goes through.
+    """
+    return blob.astype(np.float64).mean(1).mean(1).astype(np.float32)
+
+
+def _info_dimensions(sources: ModelSources, channels: int) -> tuple[int, int] | None:
+    """info.json's "image dimensions" [H, W, C] (DIGITS's ``get_feature_dims()``) as (H, W), if given."""
+    value = sources.info.get("image dimensions")
+    if value is None:
+        return None
+    where = sources.origin or None
+    if not (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in value)
+    ):
+        raise DecoderError(
+            f'info.json "image dimensions" is {str(value)[:60]}, not [height, width, channels] of 1..{MAX_SIDE} pixels',
+            where,
+        )
+    if value[2] != channels:
+        raise DecoderError(
+            f'info.json "image dimensions" {value} give {value[2]} channel(s) but the network input has {channels}',
+            where,
+        )
+    return value[0], value[1]
+
+
+def _dataset_size(
+    sources: ModelSources,
+    crop_size: int,
+    blob: np.ndarray | None,
+    channels: int,
+    height: int,
+    width: int,
+) -> tuple[tuple[int, int] | None, list[str]]:
+    """The size DIGITS resized images to before ``Transformer.preprocess``, when it is not the input's.
+
+    ``digits/tools/inference.py`` resizes every image to the DATASET's H x W
+    (``dataset.get_feature_dims()``, written to info.json as "image dimensions"); the
+    deploy input is that size unless the model was trained with ``crop_size``, when it is
+    crop_size x crop_size and pycaffe squashes the dataset-size image to it. Without
+    info.json the mean image tells the dataset size (DIGITS computes it at that size).
+    Only crop_size models and DIGITS models get this: for a plain Caffe model nothing says
+    an intermediate size existed.
+    """
+    notes: list[str] = []
+    dims = _info_dimensions(sources, channels)
+    found = "" if dims is None else 'info.json "image dimensions"'
+    if dims is None and blob is None and sources.mean is not None and (crop_size or sources.is_digits):
+        try:  # the mean file is not otherwise used (mean kind none), but it still tells the size
+            blob = _mean_blob(sources.mean, channels)
+        except DecoderError as exc:
+            notes.append(f"cannot read the dataset size from the mean file: {exc}")
+    if dims is None and blob is not None:
+        dims, found = (int(blob.shape[1]), int(blob.shape[2])), "the mean image"
+    if dims is None or dims == (height, width) or not (crop_size or sources.is_digits):
+        if crop_size and dims is None:
+            notes.append(
+                f'trained with crop_size {crop_size}, but neither info.json "image dimensions" nor a mean file '
+                "gives the dataset size DIGITS resized to first: images are resized straight to the input "
+                "(DIGITS's geometry, not all its pixels)"
+            )
+        elif crop_size:
+            notes.append(f"trained with crop_size {crop_size}: images are resized (not centre-cropped) to the input")
+        return None, notes
+    if crop_size:
+        notes.append(
+            f"trained with crop_size {crop_size}: following DIGITS inference, images are resized (not "
+            f"centre-cropped) to the {dims[1]}x{dims[0]} dataset size (from {found}) with PIL, then squashed "
+            f"to the {width}x{height} input with pycaffe's float resize; the mean image is resized to the input"
+        )
+    else:
+        notes.append(
+            f"the DIGITS dataset is {dims[1]}x{dims[0]} (from {found}) but the input is {width}x{height}: "
+            "images are resized to the dataset size, then to the input, as DIGITS does"
+        )
+    return dims, notes
 
 
 def build_spec(
@@ -94,6 +190,7 @@ def build_spec(
     mean_kind = str(overrides.get("mean_kind", mean_kind))
 
     mean: np.ndarray | None = None
+    blob: np.ndarray | None = None
     if mean_kind == "image" or (mean_kind == "pixel" and not (transform and transform.mean_values)):
         if sources.mean is None:
             raise DecoderError(
@@ -101,9 +198,8 @@ def build_spec(
                 "mean.binaryproto was given (--mean FILE, or --mean-kind none if there is none)",
                 sources.origin or None,
             )
-        mean = _mean_image(sources.mean, channels, height, width)
-        if mean_kind == "pixel":
-            mean = mean.mean(axis=(1, 2))
+        blob = _mean_blob(sources.mean, channels)
+        mean = _mean_image(blob, sources.mean, height, width) if mean_kind == "image" else _mean_pixel(blob)
     elif mean_kind == "pixel":
         assert transform is not None
         values = list(transform.mean_values)
@@ -128,11 +224,9 @@ def build_spec(
     if resize_mode not in RESIZE_MODES:
         raise DecoderError(f"info.json gives an unknown image resize mode {resize_mode!r}", sources.origin or None)
     resize_mode = str(overrides.get("resize_mode", resize_mode))
-    if transform is not None and transform.crop_size and transform.crop_size in (height, width):
-        notes.append(
-            f"trained with crop_size {transform.crop_size}: following DIGITS inference, images are resized "
-            "(not centre-cropped) to the input and the mean image is resized to match"
-        )
+    crop_size = transform.crop_size if transform is not None else 0
+    dataset, size_notes = _dataset_size(sources, crop_size, blob, channels, height, width)
+    notes.extend(size_notes)
 
     labels: tuple[str, ...] = ()
     if sources.labels is not None:
@@ -163,6 +257,8 @@ def build_spec(
             scale=scale,
             labels=labels,
             sources=source_names,
+            dataset_height=None if dataset is None else dataset[0],
+            dataset_width=None if dataset is None else dataset[1],
         )
     except DecoderError as exc:  # e.g. an absurd input size: name the deploy net that declares it
         raise DecoderError(exc.message, exc.path or sources.prototxt) from None
