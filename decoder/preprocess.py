@@ -459,9 +459,15 @@ def preprocess_batch(sources: Sequence[ImageSource], spec: PreprocessSpec) -> np
     return out
 
 
-def _preprocess_into(source: ImageSource, spec: PreprocessSpec, out: np.ndarray) -> None:
-    """Write one blob into ``out`` (C, H, W) float32 with a single uint8 -> float32 pass."""
-    pixels = load_image(source, spec.channels)
+def resize_for_input(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Loaded pixels (uint8 HxW or HxWx3 RGB, from :func:`load_image`) at the input size, as DIGITS resizes them.
+
+    Usually one :func:`resize_image` to the input (uint8 out; fill/half_crop noise seeded
+    with ``spec.seed``). When ``spec`` has a dataset size (crop_size models), DIGITS's two
+    stages: :func:`resize_image` to the dataset size, then :func:`caffe_resize_image` to
+    the input (float32 out, not rounded: pycaffe never goes back to uint8). HxW or HxWx3
+    either way, channels still RGB.
+    """
     dataset_size = spec.dataset_size
     height, width = dataset_size or (spec.height, spec.width)
     # A fresh generator per image makes the noise padding a function of (image, seed) only;
@@ -469,12 +475,15 @@ def _preprocess_into(source: ImageSource, spec: PreprocessSpec, out: np.ndarray)
     noisy = spec.resize_mode in ("fill", "half_crop") and pixels.shape[:2] != (height, width)
     rng = np.random.default_rng(spec.seed) if noisy else None
     pixels = resize_image(pixels, height, width, spec.resize_mode, rng)
-    if dataset_size is not None:
-        # crop_size models: DIGITS resized to the dataset size above, and Transformer.preprocess
-        # now squashes that to the input with pycaffe's float resize (float32 HxWxK).
-        pixels = caffe_resize_image(pixels, spec.height, spec.width)
-        if pixels.shape[2] == 1:
-            pixels = pixels[:, :, 0]
+    if dataset_size is None:
+        return pixels
+    resized = caffe_resize_image(pixels, spec.height, spec.width)
+    return resized[:, :, 0] if resized.shape[2] == 1 else resized
+
+
+def _preprocess_into(source: ImageSource, spec: PreprocessSpec, out: np.ndarray) -> None:
+    """Write one blob into ``out`` (C, H, W) float32 with a single uint8 -> float32 pass."""
+    pixels = resize_for_input(load_image(source, spec.channels), spec)
     if pixels.ndim == 2:
         out[0] = pixels
     elif spec.channel_order == "BGR":
