@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decoder.preprocess import ImageSource, load_image, resize_image
+from decoder.preprocess import ImageSource, load_image, resize_for_input
 from decoder.spec import PreprocessSpec
 
 #: Levels (0..255) the batch average must differ from the mean before we call it inverted.
@@ -30,11 +30,7 @@ def network_pixels(images: Sequence[ImageSource], spec: PreprocessSpec) -> np.nd
     """DIGITS's load + resize of each image, in network order: float32 (N, C, H, W), 0..255, no mean."""
     out = np.empty((len(images), spec.channels, spec.height, spec.width), np.float32)
     for index, image in enumerate(images):
-        pixels = load_image(image, spec.channels)
-        noisy = spec.resize_mode in ("fill", "half_crop") and pixels.shape[:2] != (spec.height, spec.width)
-        rng = np.random.default_rng(spec.seed) if noisy else None
-        pixels = resize_image(pixels, spec.height, spec.width, spec.resize_mode, rng)
-        out[index] = to_network_order(pixels, spec)
+        out[index] = to_network_order(resize_for_input(load_image(image, spec.channels), spec), spec)
     return out
 
 
