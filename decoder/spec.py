@@ -173,7 +173,8 @@ def _missing_spec_message(props: dict[str, str]) -> str:
         f"this .onnx has no decoder preprocessing metadata ({SPEC_KEY}), so the input size, channels, resize "
         "mode, mean and labels DIGITS used are unknown (it was not written by `decode convert`); convert the "
         "original Caffe/DIGITS "
-        "files with `decode convert`, or from Python give them yourself: "
+        "files with `decode convert`, write them into this file once with `decode attach` "
+        "(see `decode attach --help`), or from Python give them yourself: "
         "Model.load(path, spec=PreprocessSpec(channels=..., height=..., width=..., mean_kind=..., mean=...))"
     )
 

@@ -63,7 +63,9 @@ def _summarise(report: ConversionReport) -> None:
     if spec is not None:
         mean_text = {"image": "mean image", "pixel": "mean pixel", "none": "no mean"}[spec.mean_kind]
         click.echo(
-            f"  input {spec.input_name}: {spec.channels}x{spec.height}x{spec.width}, {spec.resize_mode}, "
+            f"  input {spec.input_name}: {spec.channels}x{spec.height}x{spec.width}"
+            + (f" (via {spec.dataset_size[0]}x{spec.dataset_size[1]})" if spec.dataset_size else "")
+            + f", {spec.resize_mode}, "
             f"{'BGR' if spec.channels == 3 and spec.channel_order == 'BGR' else 'as loaded'}, {mean_text}, "
             f"scale {spec.scale:g}, {len(spec.labels)} labels; scores from {report.score_output!r}"
         )
