@@ -13,6 +13,7 @@ are silenced unless ``--debug``, so they cannot bury those lines.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 import warnings
@@ -51,6 +52,16 @@ class DecodeGroup(click.Group):
                 raise
             return None  # listed but not built yet
         return getattr(module, attribute)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # `decode ... | head`: the reader left, nothing failed. Point stdout at /dev/null
+            # so the interpreter's last flush stays quiet (the Python docs' SIGPIPE recipe).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # `decode img.png --model m.onnx` means `decode predict img.png --model m.onnx`.
@@ -110,12 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
-    except SystemExit:
-        # click turns EPIPE (`decode ... | head`) into sys.exit(1) after muting stdout: the
-        # reader left, nothing failed.
-        if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
-            return 0
-        raise
     except KeyboardInterrupt:
         click.echo("decode: interrupted", err=True)
         return 130
