@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from decoder.cli.options import model_option
 from decoder.decoding import Prediction, label_of
 from decoder.errors import DecoderError
 
@@ -80,15 +81,7 @@ def _number(value: float) -> str:
 
 @click.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option(
-    "--model",
-    "-m",
-    "model_path",
-    required=True,
-    envvar="DECODER_MODEL",
-    type=click.Path(dir_okay=False),
-    help="A .onnx written by `decode convert` (env DECODER_MODEL).",
-)
+@model_option
 @click.option("--top-k", "-k", default=5, show_default=True, type=click.IntRange(1), help="How many classes to list.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout instead of text.")
 @click.option(

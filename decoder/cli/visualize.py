@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import click
 
+from decoder.cli.options import model_option
+
 
 @click.command()
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option(
-    "--model",
-    "-m",
-    "model_path",
-    required=True,
-    envvar="DECODER_MODEL",
-    type=click.Path(dir_okay=False),
-    help="A .onnx written by `decode convert` (env DECODER_MODEL).",
-)
+@model_option
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the pictures.")
 def visualize(image: str, model_path: str, output: str) -> int:
     """Draw IMAGE's pass through the model: filters, activations, histograms, index.html, stats.json.
