@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf import text_format
@@ -185,6 +186,20 @@ def decode_text(data: bytes) -> str | None:
     return data.decode("latin-1")
 
 
+_Message = TypeVar("_Message", caffe_pb2.NetParameter, caffe_pb2.BlobProto)
+
+
+def _parse_binary(message: _Message, data: bytes, path: PathLike, what: str, text_hint: str = "") -> _Message:
+    """Parse protobuf binary ``data`` into ``message``; text or garbage -> DecoderError naming ``what``."""
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        if _looks_like_text(data):
+            raise DecoderError(f"is a text file, not a binary {what}{text_hint}", path) from None
+        raise DecoderError(f"not a valid {what} (truncated or corrupt: {exc})", path) from None
+    return message
+
+
 def read_caffemodel(path: PathLike) -> caffe_pb2.NetParameter:
     """Read trained weights (binary NetParameter), refusing text and garbage clearly."""
     data = _read_bytes(path, "caffemodel")
@@ -193,13 +208,7 @@ def read_caffemodel(path: PathLike) -> caffe_pb2.NetParameter:
         raise DecoderError("is a text prototxt, not a binary .caffemodel", path)
     if head.startswith(b"version https://git-lfs"):
         raise DecoderError("is a Git LFS pointer, not the weights; run `git lfs pull`", path)
-    net = caffe_pb2.NetParameter()
-    try:
-        net.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        if _looks_like_text(data):
-            raise DecoderError("is a text file, not a binary .caffemodel (is this a prototxt?)", path) from None
-        raise DecoderError(f"not a valid .caffemodel (truncated or corrupt: {exc})", path) from None
+    net = _parse_binary(caffe_pb2.NetParameter(), data, path, ".caffemodel", " (is this a prototxt?)")
     if not net.layer and not net.layers:
         if _looks_like_text(data):
             raise DecoderError("is a text file, not a binary .caffemodel (is this a prototxt?)", path)
@@ -226,13 +235,7 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
 def read_binaryproto(path: PathLike) -> np.ndarray:
     """Read a mean.binaryproto (BlobProto) as a float32 array in its declared shape."""
     data = _read_bytes(path, "binaryproto")
-    blob = caffe_pb2.BlobProto()
-    try:
-        blob.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        if _looks_like_text(data):
-            raise DecoderError("is a text file, not a binary .binaryproto blob", path) from None
-        raise DecoderError(f"not a valid .binaryproto blob (truncated or corrupt: {exc})", path) from None
+    blob = _parse_binary(caffe_pb2.BlobProto(), data, path, ".binaryproto blob")
     try:
         array = blob_to_array(blob)
     except DecoderError as exc:
