@@ -41,12 +41,6 @@ class UnsupportedLayersError(DecoderError):
         super().__init__(f"unsupported layer type(s), nothing written: {'; '.join(parts)}", path)
 
 
-def make_sure(condition: object, message: str, path: str | os.PathLike[str] | None = None) -> None:
-    """Raise :class:`DecoderError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise DecoderError(message, path)
-
-
 def display_path(path: str | os.PathLike[str]) -> str:
     """A path as the user typed it, for messages."""
     return str(Path(path))
