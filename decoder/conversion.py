@@ -26,9 +26,6 @@ from decoder.errors import DecoderError
 from decoder.sources import ModelSources, read_labels, read_train_transform
 from decoder.spec import GRAPH_KEY, MAX_SIDE, RESIZE_MODES, PreprocessSpec
 
-#: Everything a user may set by hand over what the files say (CLI options of `decode convert`).
-OVERRIDABLE = ("mean_kind", "resize_mode", "scale", "channel_order")
-
 
 @dataclass
 class ConversionReport:
