@@ -80,7 +80,7 @@ def prepare_batch(items: list[ImageItem], start: int, spec: PreprocessSpec, fast
     ``fast`` lets plain 8-bit PNG files go through :mod:`decoder.fast_png` (same pixels as
     Pillow, ~10x cheaper to decode); every other item takes :func:`decoder.preprocess.preprocess`.
     """
-    from decoder.preprocess import preprocess
+    from decoder.preprocess import grey_batch_into, preprocess, takes_grey_batches
 
     read_png = None
     if fast:
@@ -91,6 +91,11 @@ def prepare_batch(items: list[ImageItem], start: int, spec: PreprocessSpec, fast
     positions: list[int] = []
     names: list[str] = []
     failures: list[Failure] = []
+    # Grey PNGs already at the input size (MNIST digits) skip the per-image preprocess:
+    # their pixels are gathered here and cast / mean-subtracted once for the whole batch.
+    grey_shape = (spec.height, spec.width) if read_png is not None and takes_grey_batches(spec) else None
+    grey = np.empty((len(items), spec.height, spec.width), dtype=np.uint8) if grey_shape else None
+    grey_rows: list[int] = []  # blob row of each grey[i]
     for offset, item in enumerate(items):
         position = start + offset
         name = item_name(item, position)
@@ -98,6 +103,12 @@ def prepare_batch(items: list[ImageItem], start: int, spec: PreprocessSpec, fast
         if read_png is not None and isinstance(item, (str, os.PathLike)):
             pixels = read_png(item)
             if pixels is not None:
+                if pixels.shape == grey_shape:
+                    grey[len(grey_rows)] = pixels  # type: ignore[index]
+                    grey_rows.append(len(positions))
+                    positions.append(position)
+                    names.append(name)
+                    continue
                 source = pixels
         try:
             blob[len(positions)] = preprocess(source, spec)
@@ -107,6 +118,14 @@ def prepare_batch(items: list[ImageItem], start: int, spec: PreprocessSpec, fast
             continue
         positions.append(position)
         names.append(name)
+    if grey_rows:
+        count = len(grey_rows)
+        if count == len(positions):  # the usual case: every row is a grey fast-path image
+            grey_batch_into(grey[:count], spec, blob[:count])  # type: ignore[index]
+        else:
+            rows = np.empty((count, 1, spec.height, spec.width), dtype=np.float32)
+            grey_batch_into(grey[:count], spec, rows)  # type: ignore[index]
+            blob[grey_rows] = rows
     return PreparedBatch(start, blob[: len(positions)], positions, names, failures)
 
 

@@ -140,6 +140,31 @@ def test_colour_model_gets_bgr_planes_from_both_decoders(tmp_path: Path) -> None
         np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
+def test_grey_batch_fast_path_gives_the_pillow_blob_in_a_mixed_batch(tmp_path: Path, tiny: TinyModel) -> None:
+    """Same-size grey PNGs take the batched cast/mean; every other item (other size, colour,
+    JPEG, array, broken file) its usual path: the blob, rows and failures match Pillow's exactly."""
+    folder = tmp_path / "mixed"
+    grey = write_images(folder / "grey", 5)
+    other = write_images(folder / "big", 1, size=11, seed=2) + write_images(folder / "rgb", 1, channels=3, seed=3)
+    jpeg = folder / "photo.jpg"
+    Image.fromarray(np.full((8, 8), 77, np.uint8)).save(jpeg)
+    broken = folder / "broken.png"
+    broken.write_bytes(grey[0].read_bytes()[:40])
+    array = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    items = [grey[0], other[0], grey[1], broken, jpeg, grey[2], array, other[1], grey[3], grey[4]]
+    model = Model.load(tiny.path)
+    assert model.spec is not None
+    slow = prepare_batch(items, 10, model.spec, fast=False)
+    fast = prepare_batch(items, 10, model.spec, fast=True)
+    assert fast.positions == slow.positions == [10, 11, 12, 14, 15, 16, 17, 18, 19]
+    assert fast.names == slow.names
+    assert [(f.position, str(f.error)) for f in fast.failures] == [(f.position, str(f.error)) for f in slow.failures]
+    assert fast.blob.dtype == np.float32
+    np.testing.assert_array_equal(fast.blob, slow.blob)
+    only_grey = prepare_batch(grey, 0, model.spec, fast=True)  # the all-grey batch: one cast for all rows
+    np.testing.assert_array_equal(only_grey.blob, prepare_batch(grey, 0, model.spec, fast=False).blob)
+
+
 def test_each_batch_is_one_session_call(tmp_path: Path, tiny: TinyModel) -> None:
     paths = write_images(tmp_path / "images", 100)
     model = Model.load(tiny.path)
