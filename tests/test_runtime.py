@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -163,6 +164,30 @@ def test_grey_batch_fast_path_gives_the_pillow_blob_in_a_mixed_batch(tmp_path: P
     np.testing.assert_array_equal(fast.blob, slow.blob)
     only_grey = prepare_batch(grey, 0, model.spec, fast=True)  # the all-grey batch: one cast for all rows
     np.testing.assert_array_equal(only_grey.blob, prepare_batch(grey, 0, model.spec, fast=False).blob)
+
+
+@pytest.mark.parametrize(("batch_size", "fast_reads"), [(32, 300 - 256), (256, 300)])
+def test_a_long_input_takes_the_png_fast_path_from_its_first_batch(
+    tmp_path: Path, tiny: TinyModel, monkeypatch: pytest.MonkeyPatch, batch_size: int, fast_reads: int
+) -> None:
+    """Short inputs skip OpenCV's import (cold start); one whose first batch already holds
+    FAST_PATH_AFTER images will pay for it anyway, so no image of it goes through Pillow."""
+    paths = write_images(tmp_path / "images", 300)
+    model = Model.load(tiny.path)
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)  # as in a fresh `decode` process
+    reads: list[object] = []
+    real_read = fast_png.read_png
+
+    def counting_read(path: object) -> np.ndarray | None:
+        reads.append(path)
+        return real_read(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast_png, "read_png", counting_read)
+    for workers in (0, 2):
+        reads.clear()
+        results = list(model.predict_batches(paths, batch_size=batch_size, workers=workers))
+        assert sum(len(r.positions) for r in results) == 300
+        assert len(reads) == fast_reads
 
 
 def test_each_batch_is_one_session_call(tmp_path: Path, tiny: TinyModel) -> None:
