@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -164,6 +165,13 @@ def prepared_batches(
         return
     chunks = chain([first], chunks)
     executor = _make_executor(kind, workers, spec)
+    # One worker decodes at a time; the others meanwhile run ONNX Runtime, which needs no
+    # GIL. Decoding small PNGs is mostly GIL-holding Python with brief GIL-free calls
+    # (read, imdecode): two threads doing it at once hand the GIL back and forth, and a
+    # thread coming back from a C call can wait out the 5 ms switch interval. Measured
+    # on 10,000 MNIST PNGs, 2 cores: the pipeline took 0.59 s instead of 0.73 s with the
+    # lock, using 1.08 instead of 1.30 CPU-seconds.
+    decoding = threading.Lock()
     pending: deque[Future[PreparedBatch]] = deque()
     try:
         for start, chunk in chunks:
@@ -171,7 +179,7 @@ def prepared_batches(
             if kind == "process":
                 pending.append(executor.submit(_prepare_in_worker, chunk, start, fast))
             else:
-                pending.append(executor.submit(_prepare_and_score, chunk, start, spec, fast, infer))
+                pending.append(executor.submit(_prepare_and_score, chunk, start, spec, fast, infer, decoding))
             if len(pending) > workers:
                 yield _scored(pending.popleft().result(), infer)
         while pending:
@@ -186,8 +194,11 @@ def _prepare_and_score(
     spec: PreprocessSpec,
     fast: bool,
     infer: Callable[[np.ndarray], np.ndarray] | None,
+    decoding: threading.Lock,
 ) -> PreparedBatch:
-    return _scored(prepare_batch(items, start, spec, fast), infer)
+    with decoding:
+        batch = prepare_batch(items, start, spec, fast)
+    return _scored(batch, infer)
 
 
 def _scored(batch: PreparedBatch, infer: Callable[[np.ndarray], np.ndarray] | None) -> PreparedBatch:

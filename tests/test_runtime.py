@@ -190,6 +190,47 @@ def test_a_long_input_takes_the_png_fast_path_from_its_first_batch(
         assert len(reads) == fast_reads
 
 
+def test_worker_threads_decode_one_at_a_time_but_infer_concurrently(
+    tmp_path: Path, tiny: TinyModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding is GIL-bound (two threads at it only trade the GIL); inference is not.
+
+    Inference is made 5x slower than decoding here, so a second worker finishes decoding
+    while the first is still inferring: their calls overlap unless something serialises them."""
+    import threading
+    import time
+
+    from decoder import batching
+
+    paths = write_images(tmp_path / "images", 64)
+    model = Model.load(tiny.path)
+    active = {"decode": 0, "infer": 0}
+    most = {"decode": 0, "infer": 0}
+    guard = threading.Lock()
+
+    def tracked(kind: str, function: object, seconds: float) -> object:
+        def wrapper(*args: object) -> object:
+            with guard:
+                active[kind] += 1
+                most[kind] = max(most[kind], active[kind])
+            time.sleep(seconds)  # long enough for the other workers to arrive
+            try:
+                return function(*args)  # type: ignore[operator]
+            finally:
+                with guard:
+                    active[kind] -= 1
+
+        return wrapper
+
+    monkeypatch.setattr(batching, "prepare_batch", tracked("decode", batching.prepare_batch, 0.01))
+    batches = list(
+        prepared_batches(paths, model.spec, batch_size=8, workers=3, infer=tracked("infer", model.probabilities, 0.05))  # type: ignore[arg-type]
+    )
+    assert [q for b in batches for q in b.positions] == list(range(64))
+    assert most["decode"] == 1
+    assert most["infer"] >= 2
+
+
 def test_each_batch_is_one_session_call(tmp_path: Path, tiny: TinyModel) -> None:
     paths = write_images(tmp_path / "images", 100)
     model = Model.load(tiny.path)
