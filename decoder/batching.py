@@ -25,6 +25,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, Literal
@@ -75,11 +76,18 @@ def item_name(item: ImageItem, position: int) -> str:
     return getattr(item, "filename", "") or f"<image {position}>"
 
 
-def prepare_batch(items: list[ImageItem], start: int, spec: PreprocessSpec, fast: bool = True) -> PreparedBatch:
+def prepare_batch(
+    items: list[ImageItem],
+    start: int,
+    spec: PreprocessSpec,
+    fast: bool = True,
+    fast_lock: AbstractContextManager[Any] | None = None,
+) -> PreparedBatch:
     """Preprocess ``items`` (stream positions ``start``...) into one blob, collecting failures.
 
     ``fast`` lets plain 8-bit PNG files go through :mod:`decoder.fast_png` (same pixels as
     Pillow, ~10x cheaper to decode); every other item takes :func:`decoder.preprocess.preprocess`.
+    ``fast_lock``, when given, is held around each fast-path read (see :func:`prepared_batches`).
     """
     from decoder.preprocess import grey_batch_into, preprocess, takes_grey_batches
 
@@ -102,7 +110,11 @@ def prepare_batch(items: list[ImageItem], start: int, spec: PreprocessSpec, fast
         name = item_name(item, position)
         source = item
         if read_png is not None and isinstance(item, (str, os.PathLike)):
-            pixels = read_png(item)
+            if fast_lock is None:
+                pixels = read_png(item)
+            else:
+                with fast_lock:
+                    pixels = read_png(item)
             if pixels is not None:
                 if pixels.shape == grey_shape:
                     grey[len(grey_rows)] = pixels  # type: ignore[index]
@@ -165,12 +177,14 @@ def prepared_batches(
         return
     chunks = chain([first], chunks)
     executor = _make_executor(kind, workers, spec)
-    # One worker decodes at a time; the others meanwhile run ONNX Runtime, which needs no
-    # GIL. Decoding small PNGs is mostly GIL-holding Python with brief GIL-free calls
-    # (read, imdecode): two threads doing it at once hand the GIL back and forth, and a
-    # thread coming back from a C call can wait out the 5 ms switch interval. Measured
-    # on 10,000 MNIST PNGs, 2 cores: the pipeline took 0.59 s instead of 0.73 s with the
-    # lock, using 1.08 instead of 1.30 CPU-seconds.
+    # One worker reads fast-path PNGs at a time; the others meanwhile run ONNX Runtime,
+    # which needs no GIL. Reading small PNGs is mostly GIL-holding Python with brief
+    # GIL-free calls (read, imdecode): two threads doing it at once hand the GIL back and
+    # forth, and a thread coming back from a C call can wait out the 5 ms switch interval.
+    # Measured on 10,000 MNIST PNGs, 2 cores: the pipeline took 0.59 s instead of 0.73 s
+    # with the lock, using 1.08 instead of 1.30 CPU-seconds. Pillow's decoders (JPEG,
+    # large images) release the GIL for long stretches, so they stay outside the lock:
+    # locking them too halved the rate on 1500x1500 JPEGs.
     decoding = threading.Lock()
     pending: deque[Future[PreparedBatch]] = deque()
     try:
@@ -196,9 +210,7 @@ def _prepare_and_score(
     infer: Callable[[np.ndarray], np.ndarray] | None,
     decoding: threading.Lock,
 ) -> PreparedBatch:
-    with decoding:
-        batch = prepare_batch(items, start, spec, fast)
-    return _scored(batch, infer)
+    return _scored(prepare_batch(items, start, spec, fast, decoding), infer)
 
 
 def _scored(batch: PreparedBatch, infer: Callable[[np.ndarray], np.ndarray] | None) -> PreparedBatch:

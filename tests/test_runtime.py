@@ -193,9 +193,9 @@ def test_a_long_input_takes_the_png_fast_path_from_its_first_batch(
 def test_worker_threads_decode_one_at_a_time_but_infer_concurrently(
     tmp_path: Path, tiny: TinyModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Decoding is GIL-bound (two threads at it only trade the GIL); inference is not.
+    """Fast-path PNG reading is GIL-bound (two threads at it only trade the GIL); inference is not.
 
-    Inference is made 5x slower than decoding here, so a second worker finishes decoding
+    Inference is made much slower than reading here, so a second worker finishes reading
     while the first is still inferring: their calls overlap unless something serialises them."""
     import threading
     import time
@@ -222,9 +222,11 @@ def test_worker_threads_decode_one_at_a_time_but_infer_concurrently(
 
         return wrapper
 
-    monkeypatch.setattr(batching, "prepare_batch", tracked("decode", batching.prepare_batch, 0.01))
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)  # a short input: take the fast path anyway
+    monkeypatch.setattr(batching, "FAST_PATH_AFTER", 0)
+    monkeypatch.setattr(fast_png, "read_png", tracked("decode", fast_png.read_png, 0.002))
     batches = list(
-        prepared_batches(paths, model.spec, batch_size=8, workers=3, infer=tracked("infer", model.probabilities, 0.05))  # type: ignore[arg-type]
+        prepared_batches(paths, model.spec, batch_size=8, workers=3, infer=tracked("infer", model.probabilities, 0.1))  # type: ignore[arg-type]
     )
     assert [q for b in batches for q in b.positions] == list(range(64))
     assert most["decode"] == 1
