@@ -37,8 +37,8 @@ MAX_BATCH_SIZE = 256
 BATCH_BYTES = 32 * 2**20
 #: Threads taking batches from file to scores concurrently (measured: see scripts/benchmark.py).
 DEFAULT_WORKERS = 2
-#: ONNX Runtime intra-op threads per session call when none are asked for (see :func:`_session_options`).
-DEFAULT_THREADS = 1
+#: ONNX Runtime intra-op threads per session call for the worker pipeline (see :func:`_session_options`).
+PIPELINE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -77,20 +77,21 @@ def _session_options(threads: int | None) -> Any:
     - ``ORT_ENABLE_EXTENDED``, not ``ALL``: ``ALL`` adds the NCHWc layout transform, whose
       16-channel blocks pad LeNet's 50-channel conv2 to 64 and add reorder nodes; it
       measured ~15% slower on the DIGITS LeNet (23k vs 27k images/s at batch 64).
-    - intra-op threads: :data:`DEFAULT_THREADS` (one) unless ``threads``. The pipeline
-      already runs one session call per worker thread, so the cores are kept busy by
-      concurrent calls rather than by ONNX Runtime's own pool: two callers with one thread
-      each compute as fast as one caller with two (LeNet, batch 256: 0.39 vs 0.37 s for
-      10,000 images), but with no pool there is no spin-waiting to steal the core from the
-      thread decoding the next batch (end to end in-process: 0.59 vs 0.74 s, 1.08 vs 1.44
-      CPU-seconds). A lone big call (``model.run`` on a large blob) is then single-threaded:
-      pass ``threads`` (``--threads``) for that.
+    - intra-op threads: ONNX Runtime's default (one per core) unless ``threads``, so a
+      lone big call (``model.run`` on a large blob) uses every core. The CLI's worker
+      pipeline asks for :data:`PIPELINE_THREADS` (one): it already runs one session call per
+      worker thread, so the cores are kept busy by concurrent calls rather than by ONNX
+      Runtime's own pool: two callers with one thread each compute as fast as one caller
+      with two (LeNet, batch 256: 0.39 vs 0.37 s for 10,000 images), and with no pool there
+      is no spin-waiting to steal the core from the thread decoding the next batch (end to
+      end in-process: 0.59 vs 0.74 s, 1.08 vs 1.44 CPU-seconds).
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.intra_op_num_threads = threads or DEFAULT_THREADS
+    if threads:
+        options.intra_op_num_threads = threads
     options.log_severity_level = 3
     return options
 
@@ -171,7 +172,8 @@ class Model:
         the ONNX Runtime call, all of which release the GIL - while this thread turns scores
         into labels; with ``kind="process"`` the processes preprocess and this thread runs
         the model. ``workers=None`` picks :data:`DEFAULT_WORKERS`; ``0`` does everything here.
-        ``batch_size=None`` picks :meth:`default_batch_size`.
+        ``batch_size=None`` picks :meth:`default_batch_size`. The fastest pipeline on few
+        cores comes from a model loaded with ``threads=PIPELINE_THREADS``, as the CLI does.
         """
         from decoder.batching import prepared_batches
 

@@ -103,7 +103,10 @@ def _number(value: float) -> str:
     help="Threads taking batches from file to scores, overlapping decoding and inference [default: 2].",
 )
 @click.option(
-    "--threads", default=None, type=click.IntRange(1), help="ONNX Runtime threads per call [default: one per core]."
+    "--threads",
+    default=None,
+    type=click.IntRange(1),
+    help="ONNX Runtime threads per call [default: 1 with worker threads, one per core with --workers 0].",
 )
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread", hidden=True)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of listing and skipping it.")
@@ -144,12 +147,14 @@ def predict(
     """
     from decoder.cli.inputs import expand_inputs
     from decoder.evaluation import Tally, require_matplotlib
-    from decoder.runtime import Model
+    from decoder.runtime import PIPELINE_THREADS, Model
 
     if output is not None and output.suffix.lower() not in OUTPUT_FORMATS:
         raise click.BadParameter("the file must end in .csv or .jsonl", param_hint="--output")
     if confusion is not None:
         require_matplotlib()
+    if threads is None and workers != 0:
+        threads = PIPELINE_THREADS  # the workers' concurrent calls keep the cores busy (measured)
     model = Model.load(model_path, threads=threads)
     inputs = expand_inputs(images, model.labels, image_folder)
     truths = [item.truth for item in inputs]
