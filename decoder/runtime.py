@@ -96,6 +96,12 @@ def _session_options(threads: int | None) -> Any:
     return options
 
 
+def _first_line(exc: BaseException) -> str:
+    """ONNX Runtime's messages run over many lines; the first (capped) says what went wrong."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 class Model:
     """A converted model ready to predict: ONNX Runtime session + preprocessing + labels."""
 
@@ -121,8 +127,7 @@ class Model:
         try:
             session = ort.InferenceSession(str(p), _session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DecoderError(f"not a loadable ONNX model ({first[:200]})", p) from None
+            raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", p) from None
         props = dict(session.get_modelmeta().custom_metadata_map)
         outputs = [o.name for o in session.get_outputs()]
         if spec is None and not (GRAPH_KEY in props and SPEC_KEY not in props):
@@ -142,8 +147,8 @@ class Model:
         try:
             values = self.session.run(names, {self.input_name: blob})
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise DecoderError(f"the model rejected an input of shape {list(blob.shape)} ({first[:200]})") from None
+            shape = list(blob.shape)
+            raise DecoderError(f"the model rejected an input of shape {shape} ({_first_line(exc)})") from None
         return dict(zip(names, values, strict=True))
 
     def probabilities(self, blob: np.ndarray) -> np.ndarray:
