@@ -9,7 +9,7 @@ import pytest
 
 from decoder.cli.main import main
 from decoder.verification import verify_conversion
-from tests.caffe_nets import NetBuilder
+from tests.caffe_nets import NetBuilder, NetFiles
 
 
 def two_output_net(seed: int) -> NetBuilder:
@@ -28,21 +28,15 @@ def two_output_net(seed: int) -> NetBuilder:
     return net
 
 
+def convert_argv(files: NetFiles, output: Path, *extra: str) -> list[str]:
+    """`decode convert --prototxt P --weights W -o OUT [extra]`."""
+    return ["convert", "--prototxt", str(files.prototxt), "--weights", str(files.caffemodel), "-o", str(output), *extra]
+
+
 def test_verify_reports_every_output_and_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = two_output_net(0).write(tmp_path / "m", "deploy")
     output = tmp_path / "m.onnx"
-    status = main(
-        [
-            "convert",
-            "--prototxt",
-            str(files.prototxt),
-            "--weights",
-            str(files.caffemodel),
-            "-o",
-            str(output),
-            "--verify",
-        ]
-    )
+    status = main(convert_argv(files, output, "--verify"))
     out = capsys.readouterr().out
     assert status == 0, out
     verified = [line for line in out.splitlines() if line.startswith("verify: ")]
@@ -54,9 +48,7 @@ def test_verify_fails_when_the_onnx_does_not_compute_what_caffe_does(tmp_path: P
     files = two_output_net(0).write(tmp_path / "m", "deploy")
     other = two_output_net(1).write(tmp_path / "other", "deploy")  # same net, other weights
     output = tmp_path / "m.onnx"
-    assert (
-        main(["convert", "--prototxt", str(files.prototxt), "--weights", str(files.caffemodel), "-o", str(output)]) == 0
-    )
+    assert main(convert_argv(files, output)) == 0
     checks = verify_conversion(output, other.prototxt, other.caffemodel)
     assert {c.name for c in checks} == {"scores", "side"}
     assert not any(c.passed for c in checks)
@@ -69,18 +61,7 @@ def test_verify_without_opencv_4_says_so(
     files = two_output_net(0).write(tmp_path / "m", "deploy")
     monkeypatch.delattr(cv2.dnn, "readNetFromCaffe")  # as in OpenCV 5
     output = tmp_path / "m.onnx"
-    status = main(
-        [
-            "convert",
-            "--prototxt",
-            str(files.prototxt),
-            "--weights",
-            str(files.caffemodel),
-            "-o",
-            str(output),
-            "--verify",
-        ]
-    )
+    status = main(convert_argv(files, output, "--verify"))
     captured = capsys.readouterr()
     assert status == 1
     assert output.is_file()  # the conversion itself succeeded

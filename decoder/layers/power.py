@@ -49,13 +49,18 @@ def convert_power(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> No
     _chain(ctx, source, steps)
 
 
+def _check_base(base: np.float32, ctx: ConversionContext) -> None:
+    """Exp and Log take a strictly positive base, or -1 for e (Caffe's exp/log layer setup)."""
+    if base != -1 and not base > 0:
+        raise ctx.error(f"base must be strictly positive (or -1 for e), got {base:g}")
+
+
 @register("Exp")
 def convert_exp(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
     """y = base ^ (shift + scale * x), base -1 meaning e; computed as outer * exp(inner * x)."""
     param = layer.exp_param
     base, scale, shift = np.float32(param.base), np.float32(param.scale), np.float32(param.shift)
-    if base != -1 and not base > 0:
-        raise ctx.error(f"base must be strictly positive (or -1 for e), got {param.base}")
+    _check_base(base, ctx)
     log_base = np.float32(1.0) if base == -1 else np.float32(math.log(base))
     inner = np.float32(log_base * scale)
     if shift == 0:
@@ -76,8 +81,7 @@ def convert_log(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None
     """y = log_base(shift + scale * x), base -1 meaning e."""
     param = layer.log_param
     base, scale, shift = np.float32(param.base), np.float32(param.scale), np.float32(param.shift)
-    if base != -1 and not base > 0:
-        raise ctx.error(f"base must be strictly positive (or -1 for e), got {param.base}")
+    _check_base(base, ctx)
     if base == 1:
         raise ctx.error("base 1 has no logarithm")
     base_scale = np.float32(1.0) if base == -1 else np.float32(1.0 / math.log(base))
