@@ -37,6 +37,20 @@ LABELS_KEY = "decoder.labels"
 GRAPH_KEY = "decoder.graph"
 SPEC_VERSION = 1
 
+#: The settings whose origin :attr:`PreprocessSpec.provenance` records.
+PROVENANCE_KEYS: tuple[str, ...] = (
+    "input_shape",
+    "channel_order",
+    "mean",
+    "scale",
+    "resize_mode",
+    "labels",
+    "score_output",
+    "dataset_size",
+)
+#: A provenance phrase starting with this marks a guess, not something a file or option said.
+ASSUMED_PREFIX = "assumed"
+
 
 @dataclass(frozen=True)
 class PreprocessSpec:
@@ -69,6 +83,7 @@ class PreprocessSpec:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     dataset_height: int | None = None
     dataset_width: int | None = None
+    provenance: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if (self.dataset_height is None) != (self.dataset_width is None):
@@ -99,6 +114,10 @@ class PreprocessSpec:
             raise DecoderError(f"scale must be a finite number, not {self.scale!r}")
         if not all(isinstance(label, str) for label in self.labels):
             raise DecoderError("labels must be strings")
+        if not isinstance(self.provenance, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in self.provenance.items()
+        ):
+            raise DecoderError("provenance must map setting names to strings")
         if self.resize_mode not in RESIZE_MODES:
             raise DecoderError(f"unknown resize mode {self.resize_mode!r}; expected one of {', '.join(RESIZE_MODES)}")
         if self.mean_kind not in MEAN_KINDS:
@@ -118,6 +137,10 @@ class PreprocessSpec:
         size = (self.dataset_height, self.dataset_width)
         return None if size == (self.height, self.width) else size
 
+    def assumed(self) -> dict[str, str]:
+        """The settings nobody stated (provenance starting with "assumed"): guesses worth a warning."""
+        return {key: value for key, value in self.provenance.items() if value.startswith(ASSUMED_PREFIX)}
+
     def with_changes(self, **changes: Any) -> PreprocessSpec:
         """A copy with some fields replaced (``dataclasses.replace`` with validation)."""
         return replace(self, **changes)
@@ -128,6 +151,8 @@ class PreprocessSpec:
         if self.dataset_height is None:
             # No dataset size: the same entry as before these fields existed, readable by older versions.
             del body["dataset_height"], body["dataset_width"]
+        if not self.provenance:
+            del body["provenance"]  # nothing recorded: the entry older versions wrote
         body["version"] = SPEC_VERSION
         body["mean_shape"] = None if self.mean is None else list(self.mean.shape)
         props = {SPEC_KEY: json.dumps(body, sort_keys=True), LABELS_KEY: json.dumps(list(self.labels))}
