@@ -55,8 +55,9 @@ LABELS = tuple(str(d) for d in range(10))
 EXCLUDED_FONT_PREFIXES = ("cmex", "cmsy", "cmmi", "STIXSize", "STIXNonUni", "LastResort")
 
 DEFAULT_WORK = REPO_ROOT / "build" / "demo_lenet"
-DEFAULT_SAMPLES = REPO_ROOT / "converted_models" / "samples"
-DEFAULT_ONNX = REPO_ROOT / "converted_models" / "lenet.onnx"
+# The shipped demo lives inside the package so the wheel carries it (converted_models/ links there).
+DEFAULT_SAMPLES = REPO_ROOT / "decoder" / "demo" / "files" / "samples"
+DEFAULT_ONNX = REPO_ROOT / "decoder" / "demo" / "files" / "lenet.onnx"
 SAMPLE_DIGITS = (0, 2, 3, 5, 7, 9)
 OPENCV_TOLERANCE = 1e-4  # float32 softmax from two implementations of the same net
 
