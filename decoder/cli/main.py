@@ -20,12 +20,14 @@ import warnings
 
 import click
 
+from decoder import __version__
 from decoder.errors import DecoderError
 
 #: subcommand -> (module, function); `predict` is what runs when no subcommand is named.
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("decoder.cli.predict", "predict"),
     "convert": ("decoder.cli.convert", "convert"),
+    "demo": ("decoder.cli.demo", "demo"),
     "attach": ("decoder.cli.attach", "attach"),
     "inspect": ("decoder.cli.inspect", "inspect"),
     "diagnose": ("decoder.cli.diagnose", "diagnose"),
@@ -74,7 +76,8 @@ class DecodeGroup(click.Group):
 
 @click.group(cls=DecodeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show the full traceback of internal errors.")
-@click.version_option(package_name="decoder")
+# From decoder itself, not the installed distribution's metadata: a checkout runs without install.
+@click.version_option(version=__version__, message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Convert Caffe / NVIDIA DIGITS classifiers to ONNX and predict exactly like DIGITS.
@@ -82,6 +85,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
       decode IMAGE... --model lenet.onnx          label, probability, top-k
       decode convert MODEL -o lenet.onnx          DIGITS archive, job folder, or prototxt + caffemodel
+      decode demo                                 the shipped demo model on the shipped sample digits
     """
     ctx.obj = {"debug": debug}
 
