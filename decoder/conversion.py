@@ -12,8 +12,7 @@ last one).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import onnx
 from decoder.caffe_io import CaffeNet, load_net, read_binaryproto
 from decoder.converter import DEFAULT_OPSET, ConvertedGraph, convert_net
 from decoder.errors import DecoderError
+from decoder.onnx_writer import write_onnx
 from decoder.sources import ModelSources, read_labels, read_train_transform
 from decoder.spec import GRAPH_KEY, MAX_SIDE, RESIZE_MODES, PreprocessSpec
 
@@ -279,46 +279,16 @@ def graph_metadata(graph: ConvertedGraph, net: CaffeNet, score_output: str) -> d
     return {GRAPH_KEY: json.dumps(body)}
 
 
-def write_model_atomically(model: onnx.ModelProto, output: Path) -> None:
-    """Write to a temporary file beside ``output``, then rename: never a half-written .onnx."""
-    output = Path(output)
-    if output.is_dir():
-        raise DecoderError("is a directory; give a file name for the .onnx", output)
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise DecoderError("the output folder does not exist", parent)
-    try:
-        data = model.SerializeToString()
-    except ValueError as exc:  # protobuf refuses messages over 2 GB
-        raise DecoderError(f"the converted model cannot be written as one .onnx file ({exc})", output) from None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise DecoderError(f"cannot write in the output folder ({exc.strerror or exc})", parent) from None
-    try:
-        # mkstemp creates the file private (0600); the .onnx should get the mode any new file would.
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, _new_file_mode(output))
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, output)
-    except BaseException as exc:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DecoderError(f"cannot write the .onnx ({exc.strerror or exc}); nothing was written", output) from None
-        raise
+def write_model_atomically(
+    model: onnx.ModelProto, output: Path, weights: Mapping[str, np.ndarray] | None = None
+) -> Path | None:
+    """Write to a temporary file beside ``output``, then rename: never a half-written .onnx.
 
-
-def _new_file_mode(output: Path) -> int:
-    """The mode of the file being replaced, else 0666 minus the umask (what ``open`` would give)."""
-    try:
-        return output.stat().st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
+    ``weights`` hold the data of initializers the model has only by name (see
+    :func:`decoder.onnx_writer.write_onnx`, which also moves them to external data past 2 GB:
+    the data file's path is returned then).
+    """
+    return write_onnx(model, Path(output), weights)
 
 
 def convert(
@@ -330,7 +300,9 @@ def convert(
     """Convert the Caffe model in ``sources`` to ``output`` (.onnx) with its preprocessing and labels."""
     net = load_net(sources.prototxt, sources.caffemodel)
     flavor = sources.info.get("caffe flavor")
-    graph = convert_net(net, opset or DEFAULT_OPSET, caffe_flavor=None if flavor is None else str(flavor))
+    graph = convert_net(
+        net, opset or DEFAULT_OPSET, caffe_flavor=None if flavor is None else str(flavor), detach_weights=True
+    )
     score_output = score_output_of(graph.outputs)
     score_shape = [
         d.dim_value
@@ -343,7 +315,9 @@ def convert(
         props.update(spec.to_metadata())
     onnx.helper.set_model_props(graph.model, props)
     graph.model.doc_string = f"Converted by decoder from {sources.origin or sources.prototxt}"
-    write_model_atomically(graph.model, output)
+    data_file = write_model_atomically(graph.model, output, graph.weights)
+    if data_file is not None:
+        notes.append(f"too big for one .onnx file: the weights are in {data_file.name} (ONNX external data)")
     return ConversionReport(
         output=Path(output),
         spec=spec,

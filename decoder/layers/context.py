@@ -27,6 +27,9 @@ BATCH_DIM = "N"
 # Initializers up to this size are given to per-layer shape inference by value (Reshape
 # targets, Slice starts ...); larger ones only by shape, to keep inference cheap.
 _INLINE_CONSTANT_LIMIT = 4096
+#: Initializers of at least this many bytes are kept as arrays in ``detached`` (data-less
+#: TensorProtos in the graph) until written; always above the inline limit's 4096 values.
+DETACH_BYTES = 64 * 1024
 
 
 class ConversionContext:
@@ -39,6 +42,8 @@ class ConversionContext:
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        #: Data of the initializers that are only a name, type and dims in ``initializers``.
+        self.detached: dict[str, np.ndarray] = {}
         self.shapes: dict[str, Shape] = {}
         self.current: dict[str, str] = {}
         self.layer_tops: dict[str, list[str]] = {}
@@ -172,13 +177,21 @@ class ConversionContext:
         """Add an initializer; float data is stored as float32, integer data as int64 unless ``dtype``."""
         values = np.asarray(array)
         if dtype is not None:
-            values = values.astype(dtype)
+            values = values.astype(dtype, copy=False)
         elif values.dtype.kind == "f":
-            values = values.astype(np.float32)
+            values = values.astype(np.float32, copy=False)  # weights read from a caffemodel stay views of it
         elif values.dtype.kind in "iub":
-            values = values.astype(np.int64)
+            values = values.astype(np.int64, copy=False)
         name = self.fresh(f"{self.layer.name}/{hint}")
-        tensor = numpy_helper.from_array(values, name)
+        if values.nbytes >= DETACH_BYTES:
+            # Big weights stay numpy arrays until the file is written (decoder.onnx_writer):
+            # copying them into protobuf would hold every weight twice more.
+            tensor = onnx.TensorProto(
+                name=name, dims=values.shape, data_type=helper.np_dtype_to_tensor_dtype(values.dtype)
+            )
+            self.detached[name] = values
+        else:
+            tensor = numpy_helper.from_array(values, name)
         self.initializers.append(tensor)
         self._constants[name] = tensor
         self.shapes[name] = tuple(int(d) for d in values.shape)
