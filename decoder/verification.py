@@ -41,34 +41,44 @@ def verify_conversion(
     batch: int = 2,
     seed: int = 0,
 ) -> list[OutputCheck]:
-    """Largest error per graph output between our .onnx and OpenCV on one random batch."""
+    """Largest error per graph output between our .onnx and OpenCV on one random batch.
+
+    OpenCV is fed the deploy net as conversion saw it (training-only layers and unread
+    inputs dropped, see :mod:`decoder.opencv_caffe`). Raises
+    :class:`decoder.opencv_caffe.OpenCVMissing` when OpenCV 4 is absent, and a DecoderError
+    quoting OpenCV's own reason when it refuses the files.
+    """
     import onnxruntime as ort
 
-    from decoder.diagnosis.compare import opencv_runner
+    from decoder.opencv_caffe import forward, load_opencv_net, require_opencv_caffe
     from decoder.spec import read_graph_metadata
 
+    require_opencv_caffe()  # before any work: the reference must exist
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    if len(session.get_inputs()) != 1:
-        raise DecoderError("--verify supports nets with one input", onnx_path)
-    model_input = session.get_inputs()[0]
-    dims = model_input.shape[1:]
-    if not all(isinstance(d, int) for d in dims):
-        raise DecoderError(f"--verify needs a static input shape, got {model_input.shape}", onnx_path)
-    blob = np.random.default_rng(seed).uniform(-128, 128, (batch, *dims)).astype(np.float32)
+    reference_net = load_opencv_net(prototxt, caffemodel)
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for model_input in session.get_inputs():
+        dims = model_input.shape[1:]
+        if not all(isinstance(d, int) for d in dims):
+            raise DecoderError(
+                f"--verify needs a static input shape, got {model_input.shape} for {model_input.name!r}", onnx_path
+            )
+        feeds[model_input.name] = rng.uniform(-128, 128, (batch, *dims)).astype(np.float32)
 
     graph = read_graph_metadata(dict(session.get_modelmeta().custom_metadata_map), str(onnx_path))
     # OpenCV names outputs by layer; compare the outputs that are their layer's first top.
     producers = {layer["tops"][0]: layer["name"] for layer in graph["layers"] if layer["tops"]}
     outputs = [o.name for o in session.get_outputs() if o.name in producers]
-    reference_run, _ = opencv_runner(prototxt, caffemodel, [producers[o] for o in outputs])
-    ours = dict(zip(outputs, session.run(outputs, {model_input.name: blob}), strict=True))
-    reference = reference_run(blob)
+    known = set(reference_net.net.getLayerNames())
+    compared = [o for o in outputs if producers[o] in known]
+    ours = dict(zip(outputs, session.run(outputs, feeds), strict=True))
+    opencv_feeds = {name: feeds[name] for name in reference_net.inputs if name in feeds}
+    reference = dict(zip(compared, forward(reference_net, opencv_feeds, [producers[o] for o in compared]), strict=True))
     checks = []
-    for output in outputs:
-        if producers[output] not in reference:
-            continue
+    for output in compared:
         a = ours[output].astype(np.float64)
-        b = reference[producers[output]].astype(np.float64).reshape(a.shape)
+        b = reference[output].astype(np.float64).reshape(a.shape)
         max_abs = float(np.max(np.abs(a - b))) if a.size else 0.0
         checks.append(OutputCheck(output, max_abs, max_abs / max(float(np.max(np.abs(b))), 1e-12)))
     if not checks:

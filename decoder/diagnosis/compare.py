@@ -164,32 +164,22 @@ def compare_outputs(
 
 
 def opencv_runner(prototxt: PathLike, caffemodel: PathLike, names: Sequence[str]) -> tuple[Runner, str]:
-    """A runner returning OpenCV's output of every named layer it knows."""
-    try:
-        import cv2
-    except ImportError:  # pragma: no cover - opencv is a runtime dependency
-        raise DecoderError("comparing against Caffe needs OpenCV 4 (opencv-python-headless)") from None
-    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
-        raise DecoderError(f"OpenCV {cv2.__version__} has no readNetFromCaffe (removed in 5.0); install OpenCV 4")
-    try:
-        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-    except cv2.error as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
-        raise DecoderError(f"OpenCV cannot load the Caffe model ({first[:200]})", prototxt) from None
-    net.enableFusion(False)
-    known = set(net.getLayerNames())
+    """A runner returning OpenCV's output of every named layer it knows (the net fed as it is converted)."""
+    from decoder.opencv_caffe import forward, load_opencv_net
+
+    loaded = load_opencv_net(prototxt, caffemodel)
+    known = set(loaded.net.getLayerNames())
     wanted = [n for n in names if n in known]
+    if len(loaded.inputs) > 1:
+        raise DecoderError(
+            f"the net reads {len(loaded.inputs)} inputs ({', '.join(loaded.inputs)}); comparing needs one", prototxt
+        )
 
     def run(blob: np.ndarray) -> dict[str, np.ndarray]:
-        net.setInput(np.ascontiguousarray(blob, dtype=np.float32))
-        try:
-            values = net.forward(wanted)
-        except cv2.error as exc:
-            raise DecoderError(f"OpenCV's forward pass failed ({str(exc).strip().splitlines()[-1][:200]})") from None
-        return dict(zip(wanted, values, strict=True))
+        feeds = {loaded.inputs[0] if loaded.inputs else "": np.ascontiguousarray(blob, dtype=np.float32)}
+        return dict(zip(wanted, forward(loaded, feeds, wanted), strict=True))
 
-    description = f"OpenCV {cv2.__version__} readNetFromCaffe({Path(prototxt).name}, {Path(caffemodel).name})"
-    return run, description
+    return run, loaded.description
 
 
 def onnx_runner(path: PathLike) -> tuple[Runner, list[tuple[str, str]]]:
