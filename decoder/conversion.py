@@ -22,6 +22,7 @@ import onnx
 from decoder.caffe_io import CaffeNet, load_net, read_binaryproto
 from decoder.converter import DEFAULT_OPSET, ConvertedGraph, convert_net
 from decoder.errors import DecoderError
+from decoder.job import job_metadata
 from decoder.onnx_writer import write_onnx
 from decoder.sources import ModelSources, read_labels, read_train_transform
 from decoder.spec import GRAPH_KEY, MAX_SIDE, RESIZE_MODES, PreprocessSpec
@@ -313,6 +314,7 @@ def convert(
     props = graph_metadata(graph, net, score_output)
     if spec is not None:
         props.update(spec.to_metadata())
+    props.update(job_metadata(sources.info, sources.origin))  # DIGITS job id and name, for `decode serve`
     onnx.helper.set_model_props(graph.model, props)
     graph.model.doc_string = f"Converted by decoder from {sources.origin or sources.prototxt}"
     data_file = write_model_atomically(graph.model, output, graph.weights)
