@@ -65,8 +65,9 @@ def read_job(props: dict[str, str], path: str | None = None) -> DigitsJob | None
         body = json.loads(props[JOB_KEY])
     except (json.JSONDecodeError, RecursionError):
         body = None
-    if not isinstance(body, dict) or not all(body.get(k) is None or isinstance(body.get(k), str) for k in body):
-        raise DecoderError(f"corrupt decoder metadata in the .onnx file ({JOB_KEY} is not a JSON object of strings)", path)
+    if not isinstance(body, dict) or not all(value is None or isinstance(value, str) for value in body.values()):
+        message = f"corrupt decoder metadata in the .onnx file ({JOB_KEY} is not a JSON object of strings)"
+        raise DecoderError(message, path)
     return DigitsJob(_text(body.get("job_id")), _text(body.get("name")))
 
 
