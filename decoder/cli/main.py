@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diagnose": ("decoder.cli.diagnose", "diagnose"),
     "compare": ("decoder.cli.compare", "compare"),
     "visualize": ("decoder.cli.visualize", "visualize"),
+    "serve": ("decoder.cli.serve", "serve"),
 }
 DEFAULT_COMMAND = "predict"
 

@@ -1,0 +1,283 @@
+"""`decode serve` in-process: DIGITS's REST API, the /v1 API, health and metrics, through Starlette's TestClient.
+
+Every expected answer is computed by the core (``Model.predict``, `decode --json`) on the
+same files, so these tests pin the server to what the command line says, in DIGITS's shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("multipart")
+
+with warnings.catch_warnings():  # Starlette >= 1.x suggests httpx2 for its TestClient; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from decoder import Model
+from decoder.cli.main import main
+from decoder.serve import Settings, create_app, load_models
+from decoder.serve.batcher import Batcher
+from decoder.serve.images import Upload
+from decoder.serve.metrics import Metrics
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+REPO = Path(__file__).resolve().parents[1]
+LENET = REPO / "converted_models" / "lenet.onnx"
+SAMPLES = REPO / "converted_models" / "samples"
+JOB = "20160809-163916-d65f"
+CLASSIFY_ONE = "/models/images/classification/classify_one.json"
+CLASSIFY_MANY = "/models/images/classification/classify_many.json"
+
+
+def sample(digit: int) -> Path:
+    return SAMPLES / f"digit_{digit}.png"
+
+
+@pytest.fixture(scope="module")
+def image_root() -> Iterator[Path]:
+    """A folder the server may read: the samples in per-label folders (DIGITS's dataset layout)."""
+    root = Path(tempfile.mkdtemp(prefix="serve-root-")).resolve()
+    for path in sorted(SAMPLES.glob("digit_*.png")):
+        label = path.stem.split("_")[1]
+        (root / label).mkdir()
+        shutil.copy(path, root / label / path.name)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def client(image_root: Path) -> Iterator[TestClient]:
+    app = create_app(load_models([LENET], {"lenet": JOB}), Settings(image_roots=(image_root,)))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def reference() -> Model:
+    return Model.load(LENET)
+
+
+def digits_answer(model: Model, path: Path) -> list[list[object]]:
+    """What DIGITS answers for this image: top 5 as [label, round(100 p, 2)], from the core's probabilities."""
+    probabilities = model.probabilities(model.preprocess([path]))[0]
+    order = np.argsort(-probabilities, kind="stable")[:5]
+    return [[model.labels[i], round(100.0 * float(probabilities[i]), 2)] for i in order]
+
+
+def upload(path: Path, field: str = "image_file") -> dict[str, tuple[str, bytes, str]]:
+    return {field: (path.name, path.read_bytes(), "image/png")}
+
+
+# --------------------------------------------------------------------------- DIGITS's API
+
+
+@pytest.mark.parametrize("how", ["form", "query", "stem"])
+def test_classify_one_answers_like_digits(client: TestClient, reference: Model, how: str) -> None:
+    path = sample(7)
+    if how == "form":
+        response = client.post(CLASSIFY_ONE, data={"job_id": JOB}, files=upload(path))
+    else:
+        response = client.post(f"{CLASSIFY_ONE}?job_id={JOB if how == 'query' else 'lenet'}", files=upload(path))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert list(body) == ["predictions"]
+    assert body["predictions"] == digits_answer(reference, path)
+    assert body["predictions"][0][0] == "7"
+
+
+@pytest.mark.parametrize(
+    ("data", "files", "status", "message"),
+    [
+        ({}, "digit", 400, "job_id is a required field"),
+        ({"job_id": "20990101-000000-beef"}, "digit", 404, "unknown job_id '20990101-000000-beef'"),
+        ({"job_id": JOB}, None, 400, "must provide image_file"),
+        ({"job_id": JOB}, "text", 400, "notes.png: not an image file Pillow can read"),
+        ({"job_id": JOB, "image_url": "http://example.com/x.png"}, None, 403, "--allow-image-urls"),
+        ({"job_id": JOB, "image_path": "/etc/passwd"}, None, 403, "outside the folders this server may read"),
+    ],
+)
+def test_classify_one_errors_name_the_problem(
+    client: TestClient, data: dict[str, str], files: str | None, status: int, message: str
+) -> None:
+    sent = {"digit": upload(sample(3)), "text": {"image_file": ("notes.png", b"not a picture", "image/png")}}
+    response = client.post(CLASSIFY_ONE, data=data, files=sent.get(files or ""))
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert message in error["message"]
+    assert error["type"] == {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}[status]
+
+
+def test_classify_one_image_path_below_a_root(client: TestClient, reference: Model, image_root: Path) -> None:
+    path = image_root / "5" / "digit_5.png"
+    response = client.post(CLASSIFY_ONE, data={"job_id": JOB, "image_path": str(path)})
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"] == digits_answer(reference, path)
+
+
+def test_classify_many_answers_like_digits(client: TestClient, reference: Model, image_root: Path) -> None:
+    lines = ["0/digit_0.png 0", "3/digit_3.png", "9/missing.png 9", str(image_root / "7" / "digit_7.png") + " 7"]
+    files = {"image_list": ("val.txt", "\n".join(lines).encode(), "text/plain")}
+    response = client.post(CLASSIFY_MANY, data={"job_id": JOB, "image_folder": str(image_root)}, files=files)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = {
+        str(image_root / name): digits_answer(reference, image_root / name)
+        for name in ("0/digit_0.png", "3/digit_3.png", "7/digit_7.png")
+    }
+    assert body["classifications"] == expected
+    # DIGITS silently left unreadable images out; we leave them out too, and say why
+    assert list(body["errors"]) == [str(image_root / "9" / "missing.png")]
+    assert "no such image file" in body["errors"][str(image_root / "9" / "missing.png")]
+
+
+@pytest.mark.parametrize(
+    ("lines", "folder", "status", "message"),
+    [
+        (["/etc/hostname"], None, 403, "outside the folders this server may read"),
+        (["../../../etc/hostname"], "ROOT/0", 403, "outside the folders"),
+        (["digit_0.png"], None, 400, "a relative path needs image_folder"),
+        (["x.png"], "/etc", 403, "image_folder"),
+        (["x.png"], "ROOT/nowhere", 400, "does not exist"),
+        ([], None, 400, "names no images"),
+    ],
+)
+def test_classify_many_refuses_paths_outside_the_roots(
+    client: TestClient, image_root: Path, lines: list[str], folder: str | None, status: int, message: str
+) -> None:
+    data = {"job_id": JOB}
+    if folder:
+        data["image_folder"] = folder.replace("ROOT", str(image_root))
+    files = {"image_list": ("val.txt", "\n".join(lines).encode(), "text/plain")}
+    response = client.post(CLASSIFY_MANY, data=data, files=files)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]["message"]
+
+
+def test_a_link_out_of_the_root_is_refused(client: TestClient, image_root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.png"
+    shutil.copy(sample(2), outside)
+    link = image_root / "link.png"
+    link.symlink_to(outside)
+    try:
+        files = {"image_list": ("val.txt", str(link).encode(), "text/plain")}
+        response = client.post(CLASSIFY_MANY, data={"job_id": JOB}, files=files)
+    finally:
+        link.unlink()
+    assert response.status_code == 403
+    assert "link.png" in response.json()["error"]["message"]
+
+
+def test_index_and_model_info(client: TestClient, reference: Model) -> None:
+    index = client.get("/index.json").json()
+    assert index["datasets"] == []
+    assert [(m["id"], m["name"], m["status"]) for m in index["models"]] == [(JOB, "lenet", "Done")]
+    for name in (JOB, "lenet"):
+        info = client.get(f"/models/{name}.json").json()
+        assert info["job id"] == JOB
+        assert info["image dimensions"] == [reference.spec.height, reference.spec.width, reference.spec.channels]
+        assert info["labels"] == list(reference.labels)
+    missing = client.get("/models/nope.json")
+    assert missing.status_code == 404
+    assert "unknown job_id 'nope'" in missing.json()["error"]["message"]
+
+
+# --------------------------------------------------------------------------- /v1 API
+
+
+def test_predict_returns_decode_json_objects(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [sample(0), sample(9), sample(2)]
+    assert main([*map(str, paths), "--model", str(LENET), "--json", "--top-k", "3"]) == 0
+    expected = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    files = [("image", (p.name, p.read_bytes(), "image/png")) for p in paths]
+    response = client.post("/v1/models/lenet/predict?top_k=3", files=files)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    for row in expected:
+        row["image"] = Path(row["image"]).name
+    assert body == {"model": "lenet", "predictions": expected, "errors": []}
+
+
+def test_predict_raw_body_and_partial_failures(client: TestClient) -> None:
+    raw = client.post(
+        f"/v1/models/{JOB}/predict", content=sample(5).read_bytes(), headers={"content-type": "image/png"}
+    )
+    assert raw.status_code == 200
+    assert raw.json()["predictions"][0]["label"] == "5"
+    files = [
+        ("image", ("a.png", sample(7).read_bytes())),
+        ("image", ("b.png", b"\x89PNG broken")),
+        ("image", ("c.png", sample(3).read_bytes())),
+    ]
+    mixed = client.post("/v1/models/lenet/predict", files=files).json()
+    assert [p["label"] for p in mixed["predictions"]] == ["7", "3"]
+    assert [(e["image"], e["position"]) for e in mixed["errors"]] == [("b.png", 1)]
+    assert "b.png:" in mixed["errors"][0]["error"]
+    only_bad = client.post("/v1/models/lenet/predict", files=[files[1]])
+    assert only_bad.status_code == 400
+    assert "b.png" in only_bad.json()["error"]["message"]
+    assert client.post("/v1/models/lenet/predict?top_k=0", files=[files[0]]).status_code == 400
+    assert client.post("/v1/models/resnet/predict", files=[files[0]]).status_code == 404
+
+
+def test_health_metrics_and_unknown_pages(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "models": ["lenet"]}
+    client.post(CLASSIFY_ONE, data={"job_id": JOB}, files=upload(sample(7)))
+    text = client.get("/metrics").text
+    assert 'decode_requests_total{endpoint="classify_one",status="200"}' in text
+    assert "decode_batch_size_count" in text and "decode_request_seconds_bucket" in text
+    assert client.get("/nowhere").json()["error"]["type"] == "NotFound"
+    assert client.get(CLASSIFY_ONE).status_code == 405
+    page = client.get("/")
+    assert page.status_code == 200 and "decode serve" in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_requests_arriving_together_share_one_model_call(reference: Model) -> None:
+    """32 concurrent requests (one broken) -> one ONNX Runtime call; the broken one alone fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [sample(d) for d in (0, 2, 3, 5, 7, 9)] * 5 + [sample(7)]
+    expected = reference.probabilities(reference.preprocess(paths))
+
+    async def scenario() -> tuple[list[object], int]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(Model.load(LENET, threads=1), pool, Metrics(), max_batch=64)
+            uploads = [Upload(p.name, p.read_bytes()) for p in paths]
+            uploads[4] = Upload("broken.png", b"GIF89a")
+            outcomes = await asyncio.gather(*(batcher.classify([u]) for u in uploads))
+            await batcher.close()
+            return [o[0] for o in outcomes], batcher.calls
+
+    outcomes, calls = asyncio.run(scenario())
+    assert calls == 1
+    for index, outcome in enumerate(outcomes):
+        if index == 4:
+            assert "broken.png" in str(outcome)
+        else:
+            np.testing.assert_allclose(outcome, expected[index], rtol=1e-6)
+
+
+def test_private_temp_folder_lives_as_long_as_the_server() -> None:
+    app = create_app(load_models([LENET]))
+    state = app.state.server
+    before = tempfile.tempdir
+    with TestClient(app):
+        assert tempfile.gettempdir() == str(state.temp)
+        assert state.temp.stat().st_mode & 0o777 == 0o700
+    assert not state.temp.exists()
+    assert tempfile.tempdir == before
