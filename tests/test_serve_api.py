@@ -281,3 +281,19 @@ def test_private_temp_folder_lives_as_long_as_the_server() -> None:
         assert state.temp.stat().st_mode & 0o777 == 0o700
     assert not state.temp.exists()
     assert tempfile.tempdir == before
+
+
+def test_pictures_without_matplotlib_say_what_to_install(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    response = client.post("/v1/models/lenet/visualize", files={"image": ("d.png", sample(7).read_bytes())})
+    assert response.status_code == 501
+    assert response.json()["error"]["message"] == "the pictures need matplotlib: pip install 'decoder[viz]'"

@@ -1,4 +1,4 @@
-"""Hostile traffic in-process: oversized bodies, non-images, bombs, truncated files and bodies -> 4xx, and the server goes on."""
+"""Hostile traffic in-process: oversized bodies, non-images, bombs, truncated files and bodies -> 4xx, serving on."""
 
 from __future__ import annotations
 
