@@ -76,6 +76,7 @@ def test_wheel_holds_every_module_the_demo_and_no_other_data(artifacts: dict[str
         "decoder/caffe_proto/caffe.proto",
         "decoder/demo/files/lenet.onnx",
         *(f"decoder/demo/files/samples/{name}" for name in samples),
+        *(f"decoder/serve/static/{p.name}" for p in (REPO / "decoder" / "serve" / "static").iterdir()),  # the page
     }
     assert {n for n in names if n.startswith("decoder/") and not n.endswith(".py")} == expected_data
     with zipfile.ZipFile(artifacts["wheel"]) as archive:
