@@ -297,3 +297,50 @@ def test_pictures_without_matplotlib_say_what_to_install(client: TestClient, mon
     response = client.post("/v1/models/lenet/visualize", files={"image": ("d.png", sample(7).read_bytes())})
     assert response.status_code == 501
     assert response.json()["error"]["message"] == "the pictures need matplotlib: pip install 'decoder[viz]'"
+
+
+@pytest.mark.shared
+def test_genuine_digits_lenet_under_its_job_id(tmp_path: Path) -> None:
+    """The real DIGITS LeNet (job 20160809-163916-d65f), converted from its job folder, answers DIGITS's curl.
+
+    The job id comes from the folder's name, as in a DIGITS jobs directory; the answers on 20
+    MNIST test digits (DIGITS's polarity: dark on white) are the core's, in DIGITS's shape.
+    """
+    import io
+
+    from PIL import Image
+
+    from decoder.conversion import convert
+    from decoder.sources import open_sources
+    from tests.shared_data import DIGITS_LENET, mnist_test_set, require
+
+    job_folder = tmp_path / JOB
+    job_folder.mkdir()
+    for name in (
+        "deploy.prototxt",
+        "snapshot_iter_21120.caffemodel",
+        "mean.binaryproto",
+        "labels.txt",
+        "train_val.prototxt",
+    ):
+        shutil.copy(require(DIGITS_LENET / name), job_folder / name)
+    with open_sources(job_folder) as sources:
+        convert(sources, tmp_path / "digits_lenet.onnx")
+    model = Model.load(tmp_path / "digits_lenet.onnx")
+    images, labels = mnist_test_set()
+    app = create_app(load_models([tmp_path / "digits_lenet.onnx"]))
+    right = 0
+    with TestClient(app) as client:
+        for image, label in zip(images[:20], labels[:20], strict=True):
+            buffer = io.BytesIO()
+            Image.fromarray(255 - image).save(buffer, format="PNG")
+            response = client.post(
+                f"{CLASSIFY_ONE}?job_id={JOB}", files={"image_file": ("d.png", buffer.getvalue(), "image/png")}
+            )
+            assert response.status_code == 200, response.text
+            probabilities = model.probabilities(model.preprocess([255 - image]))[0]
+            order = np.argsort(-probabilities, kind="stable")[:5]
+            expected = [[model.labels[i], round(100.0 * float(probabilities[i]), 2)] for i in order]
+            assert response.json() == {"predictions": expected}
+            right += expected[0][0] == str(label)
+    assert right >= 19  # the genuine model is ~99% right on MNIST

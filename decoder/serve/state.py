@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ class ServerState:
     temp: Path | None = None
 
     def __post_init__(self) -> None:
+        # Roots compared as real paths, like the client's paths (links followed).
+        roots = tuple(Path(os.path.realpath(root)) for root in self.settings.image_roots)
+        self.settings = replace(self.settings, image_roots=roots)
         self.executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="decode-batch")
         self.pictures = ThreadPoolExecutor(1, thread_name_prefix="decode-pictures")
         # Private (0700) and removed at shutdown: multipart uploads above 1 MB spill here, and
