@@ -1,4 +1,4 @@
-"""`decode inspect MODEL`: per-layer type, output shape, parameters and multiply-adds."""
+"""`decode inspect MODEL`: the preprocessing a model is fed with, and each layer's type, shape and cost."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import click
 @click.command()
 @click.argument("model")
 @click.option("--weights", type=click.Path(dir_okay=False), help="caffemodel for a bare deploy prototxt (optional).")
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the preprocessing and the table as one JSON object.")
 def inspect(model: str, weights: str | None, as_json: bool) -> int:
-    """Show each layer of MODEL (.onnx, deploy.prototxt, DIGITS archive or folder)."""
-    from decoder.inspection import format_table, inspect_path
+    """Show MODEL's preprocessing (with where each setting came from), labels and layers.
+
+    MODEL is a .onnx, a deploy.prototxt (with --weights for the preprocessing), a DIGITS
+    archive or a folder; Caffe sources are converted as `decode convert` would.
+    """
+    from decoder.inspection import format_inspection, inspect_path
 
     result = inspect_path(model, weights)
-    click.echo(json.dumps(result.to_dict()) if as_json else format_table(result))
+    click.echo(json.dumps(result.to_dict()) if as_json else format_inspection(result))
     return 0
