@@ -6,7 +6,8 @@ train_val.prototxt's data layer (mean_file -> image, mean_value -> pixel), the r
 mode from info.json, the dataset size DIGITS resized to first for crop_size models (info.json
 "image dimensions", else the mean image's size), the labels from labels.txt, and which
 output blob holds the scores (Caffe lists outputs in sorted name order and DIGITS reads the
-last one).
+last one; a net ending in ArgMax is read at ArgMax's input, since ArgMax outputs class
+indices), and whether that blob is one score vector per image (a classifier) at all.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import onnx
 from decoder.caffe_io import CaffeNet, load_net, read_binaryproto
 from decoder.converter import DEFAULT_OPSET, ConvertedGraph, convert_net
 from decoder.errors import DecoderError
+from decoder.heads import CLASSIFIER, head_kind, per_image_shape
 from decoder.job import job_metadata
 from decoder.onnx_writer import write_onnx
 from decoder.sources import ModelSources, read_labels, read_train_transform
@@ -40,6 +42,16 @@ class ConversionReport:
     layer_count: int
     skipped_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: "classifier" (one score vector per image) or "other" (detector, maps, regression...).
+    kind: str = CLASSIFIER
+    #: Why the model is not a classifier ("" for a classifier).
+    kind_reason: str = ""
+    #: How the score blob was chosen, when not simply the last output (e.g. ArgMax's input).
+    score_note: str = ""
+    #: The batch every call must have, when a layer mixes images (None: dynamic).
+    fixed_batch: int | None = None
+    #: Why the batch is fixed, or how literal batch sizes were read.
+    batch_notes: list[str] = field(default_factory=list)
 
 
 def score_output_of(outputs: list[str]) -> str:
@@ -49,6 +61,53 @@ def score_output_of(outputs: list[str]) -> str:
     ``net.outputs`` is in sorted name order (not prototxt order).
     """
     return sorted(outputs)[-1]
+
+
+@dataclass(frozen=True)
+class ScoreChoice:
+    """The blob a prediction reads, and what it is."""
+
+    output: str  # the graph output holding the scores
+    is_softmax: bool
+    kind: str  # "classifier" or "other"
+    kind_reason: str  # why not a classifier
+    note: str  # how it was chosen, when that needs saying
+
+
+def choose_score_output(graph: ConvertedGraph, requested: str | None = None) -> ScoreChoice:
+    """The score blob: ``requested`` (``--score-output``), else DIGITS's last output in sorted order.
+
+    A blob written by ArgMax holds class indices as floats (FACTS.md section 7), never scores:
+    the scores are ArgMax's input (the probabilities), which is made a graph output when it is
+    not one. Then the blob's per-image shape tells whether the model is a classifier at all.
+    Adds outputs to ``graph`` (its model and its ``outputs`` list) as needed.
+    """
+    producer = {top: name for name, tops in graph.layer_tops.items() for top in tops}
+    if requested is not None:
+        if requested not in producer:
+            raise DecoderError(
+                f"--score-output {requested!r} is not a blob of the net (its outputs: {', '.join(graph.outputs)})"
+            )
+        blob = requested
+    else:
+        blob = score_output_of(graph.outputs)
+    note = f"scores from {blob!r} (--score-output)" if requested is not None else ""
+    while graph.layer_types.get(producer.get(blob, "")) == "ArgMax":
+        layer = producer[blob]
+        source = graph.layer_bottoms[layer][0]
+        note = (
+            f"scores from {source!r}, the input of ArgMax layer {layer!r}: its output {blob!r} holds class "
+            "indices, not scores"
+        )
+        blob = source
+    if blob not in graph.outputs:
+        graph.model.graph.output.append(
+            onnx.helper.make_tensor_value_info(blob, onnx.TensorProto.FLOAT, list(graph.shapes[blob]))
+        )
+        graph.outputs.append(blob)
+    producer_type = graph.layer_types.get(producer.get(blob, ""), "")
+    kind, reason = head_kind(per_image_shape(graph.shapes[blob], graph.fixed_batch), producer_type)
+    return ScoreChoice(blob, producer_type == "Softmax", kind, reason, note)
 
 
 def _mean_blob(path: Path, channels: int) -> np.ndarray:
@@ -263,14 +322,20 @@ def build_spec(
     return spec, notes
 
 
-def graph_metadata(graph: ConvertedGraph, net: CaffeNet, score_output: str) -> dict[str, str]:
-    """Where every Caffe layer's tops are in the graph, and which output holds the scores."""
+def graph_metadata(graph: ConvertedGraph, net: CaffeNet, score: str | ScoreChoice) -> dict[str, str]:
+    """Where every Caffe layer's tops are in the graph, which output holds the scores and what they are."""
     producer = {top: name for name, tops in graph.layer_tops.items() for top in tops}
-    score_layer = producer.get(score_output, "")
+    if isinstance(score, str):
+        score_type = graph.layer_types.get(producer.get(score, ""), "")
+        kind, reason = head_kind(per_image_shape(graph.shapes.get(score, ()), graph.fixed_batch), score_type)
+        score = ScoreChoice(score, score_type == "Softmax", kind, reason, "")
     body = {
         "outputs": graph.outputs,
-        "score_output": score_output,
-        "score_is_softmax": graph.layer_types.get(score_layer) == "Softmax",
+        "score_output": score.output,
+        "score_is_softmax": score.is_softmax,
+        "kind": score.kind,
+        "kind_reason": score.kind_reason,
+        "fixed_batch": graph.fixed_batch,
         "layers": [
             {"name": name, "type": graph.layer_types[name], "tops": tops, "nodes": graph.layer_nodes.get(name, [])}
             for name, tops in graph.layer_tops.items()
@@ -304,14 +369,14 @@ def convert(
     graph = convert_net(
         net, opset or DEFAULT_OPSET, caffe_flavor=None if flavor is None else str(flavor), detach_weights=True
     )
-    score_output = score_output_of(graph.outputs)
-    score_shape = [
-        d.dim_value
-        for d in next(o for o in graph.model.graph.output if o.name == score_output).type.tensor_type.shape.dim
-    ]
-    num_classes = int(np.prod(score_shape[1:])) if len(score_shape) >= 2 and all(score_shape[1:]) else None
+    requested = (overrides or {}).get("score_output")
+    score = choose_score_output(graph, None if requested is None else str(requested))
+    image_shape = per_image_shape(graph.shapes[score.output], graph.fixed_batch)
+    num_classes = (
+        int(np.prod(image_shape)) if score.kind == CLASSIFIER and all(isinstance(d, int) for d in image_shape) else None
+    )
     spec, notes = build_spec(net, sources, num_classes, overrides)
-    props = graph_metadata(graph, net, score_output)
+    props = graph_metadata(graph, net, score)
     if spec is not None:
         props.update(spec.to_metadata())
     props.update(job_metadata(sources.info, sources.origin))  # DIGITS job id and name, for `decode serve`
@@ -325,8 +390,13 @@ def convert(
         spec=spec,
         inputs=[i.name for i in net.inputs],
         outputs=graph.outputs,
-        score_output=score_output,
+        score_output=score.output,
         layer_count=len(graph.layer_tops),
         skipped_layers=graph.skipped,
         notes=notes,
+        kind=score.kind,
+        kind_reason=score.kind_reason,
+        score_note=score.note,
+        fixed_batch=graph.fixed_batch,
+        batch_notes=graph.batch_couplings if graph.fixed_batch else graph.batch_notes,
     )

@@ -4,6 +4,12 @@ The driver first checks the whole net (every unsupported layer type, every deplo
 that needs weights and has none) and reports all problems at once, then converts layer by
 layer. The graph's inputs are the Caffe input blobs (NCHW float32, dynamic batch ``N``);
 its outputs are the net's output blobs under their Caffe names, in prototxt order.
+
+Never merge images: a layer that mixes the images of a batch (a Reshape that writes the
+batch as a literal, a Concat or Softmax over the batch axis, BatchNorm with batch
+statistics...) makes the converter start again with the batch the prototxt declares, so
+that each call computes what Caffe computed for that many images; the runtime then feeds
+that many images per call (:attr:`ConvertedGraph.fixed_batch`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from onnx import TensorProto, helper
 import decoder.layers  # noqa: F401  (registers every converter)
 from decoder.caffe_io import CaffeNet
 from decoder.errors import DecoderError, UnsupportedLayersError
-from decoder.layers.context import ConversionContext
+from decoder.layers.context import BatchCoupled, ConversionContext
 from decoder.layers.registry import get_converter
 
 #: Opset 17: every op we emit has its current semantics there (Softmax on one axis since
@@ -60,6 +66,16 @@ class ConvertedGraph:
     #: With ``detach_weights``: the data of initializers that ``model`` holds only by name,
     #: type and dims (write with :func:`decoder.onnx_writer.write_onnx`).
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ONNX names of each layer's bottoms, as they were when the layer read them.
+    layer_bottoms: dict[str, list[str]] = field(default_factory=dict)
+    #: Shape of every ONNX value ("N" for the dynamic batch).
+    shapes: dict[str, tuple[int | str, ...]] = field(default_factory=dict)
+    #: The batch every call must have (Caffe's declared batch), when a layer mixes images; else None.
+    fixed_batch: int | None = None
+    #: Why the batch is fixed (one entry per layer that mixes images).
+    batch_couplings: list[str] = field(default_factory=list)
+    #: How literal batch sizes in Reshape layers were read (kept dynamic, and why).
+    batch_notes: list[str] = field(default_factory=list)
 
 
 def check_convertible(net: CaffeNet) -> list[str]:
@@ -118,20 +134,69 @@ def convert_net(
     often views of the caffemodel's bytes) so that writing it copies them only to the file.
 
     ``caffe_flavor`` is info.json's "caffe flavor" (BVLC or NVIDIA): BatchNorm's blob
-    layout differs between them.
+    layout differs between them. When a layer mixes the images of a batch, the graph is
+    built again with the prototxt's declared batch and :attr:`ConvertedGraph.fixed_batch` says so.
     """
     if opset < MIN_OPSET:
         raise DecoderError(f"opset {opset} is too old: Caffe's Softmax needs opset >= {MIN_OPSET}")
     skipped = check_convertible(net)
+    if batch is not None:
+        return _convert(net, opset, batch, caffe_flavor, placeholder_weights, detach_weights, skipped)
+    try:
+        return _convert(net, opset, None, caffe_flavor, placeholder_weights, detach_weights, skipped)
+    except BatchCoupled as exc:
+        first_reason = str(exc)
+    declared = {int(i.shape[0]) for i in net.inputs if i.shape}
+    if len(declared) != 1 or min(declared) < 1:
+        raise DecoderError(
+            f"a layer mixes the images of a batch, and the inputs declare batches {sorted(declared)}, "
+            "not one batch to keep",
+            net.prototxt or None,
+        )
+    graph = _convert(net, opset, declared.pop(), caffe_flavor, placeholder_weights, detach_weights, skipped)
+    graph.fixed_batch = graph.shapes[net.inputs[0].name][0]  # type: ignore[assignment]
+    if first_reason not in graph.batch_couplings:  # found by the shape check, which a fixed batch skips
+        graph.batch_couplings.insert(0, first_reason)
+    _check_rows_per_image(graph, net)
+    return graph
+
+
+def _check_rows_per_image(graph: ConvertedGraph, net: CaffeNet) -> None:
+    """With a fixed batch above 1, every output must still have one row per image to split them."""
+    batch = graph.fixed_batch
+    if batch is None or batch == 1:
+        return  # one image per call: each call's outputs are that image's
+    for output in graph.outputs:
+        shape = graph.shapes[output]
+        if not shape or shape[0] != batch:
+            raise DecoderError(
+                f"{graph.batch_couplings[0]}, so the net must run {batch} images per call, but its output "
+                f"{output!r} ({list(shape)}) has no row per image to tell them apart; declare a batch of 1 in "
+                "the prototxt to run one image per call",
+                net.prototxt or None,
+            )
+
+
+def _convert(
+    net: CaffeNet,
+    opset: int,
+    batch: int | None,
+    caffe_flavor: str | None,
+    placeholder_weights: bool,
+    detach_weights: bool,
+    skipped: list[str],
+) -> ConvertedGraph:
     skipped_set = set(skipped)
     ctx = ConversionContext(net, opset, batch, placeholder_weights)
     ctx.caffe_flavor = caffe_flavor
     layer_types: dict[str, str] = {}
+    layer_bottoms: dict[str, list[str]] = {}
     for index, layer in enumerate(net.layers):
         if layer.name in skipped_set:
             continue
         converter = get_converter(layer.type)
         assert converter is not None  # checked above
+        layer_bottoms[layer.name] = [ctx.current.get(b, b) for b in layer.bottom]
         ctx.begin_layer(index, layer)
         try:
             converter.convert(layer, ctx)
@@ -168,6 +233,11 @@ def convert_net(
         layer_types,
         skipped,
         ctx.detached if detach_weights else {},
+        layer_bottoms,
+        dict(ctx.shapes),
+        None,
+        list(ctx.batch_couplings),
+        list(ctx.batch_notes),
     )
 
 

@@ -8,13 +8,19 @@ Batches: :meth:`Model.predict_batches` (and :meth:`~Model.predict_iter` /
 :meth:`~Model.predict` on top of it) streams any iterable of images through
 :mod:`decoder.batching`, one ONNX Runtime call per batch, with decoding and inference
 overlapped in worker threads; :meth:`Model.run` takes blobs that are already preprocessed.
+
+Heads: labels are only given for a classifier (one score vector per image, see
+:mod:`decoder.heads`); a detector or any other head is refused by :meth:`Model.predict`
+with one line naming its outputs, and :meth:`Model.run` (``decode run``) returns its arrays.
+A net converted with a fixed batch (a layer mixes the images of a batch) is fed exactly
+that many images per call by :meth:`Model.run`, the last call padded and the padding dropped.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +29,7 @@ import numpy as np
 
 from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
+from decoder.heads import CLASSIFIER, describe_outputs, head_kind, per_image_shape
 from decoder.spec import GRAPH_KEY, SPEC_KEY, PreprocessSpec, read_graph_metadata
 
 if TYPE_CHECKING:
@@ -49,10 +56,37 @@ class GraphInfo:
     score_output: str
     score_is_softmax: bool
     layers: tuple[dict[str, Any], ...]
+    #: "classifier" (one score vector per image) or "other"; see :mod:`decoder.heads`.
+    kind: str = CLASSIFIER
+    kind_reason: str = ""
+    #: The batch every call must have (a layer mixes images); None for a dynamic batch.
+    fixed_batch: int | None = None
 
     @classmethod
-    def from_metadata(cls, props: dict[str, str], output_names: list[str], path: str | None = None) -> GraphInfo:
-        """From the checked ``decoder.graph`` entry; a forged or damaged one is a DecoderError naming ``path``."""
+    def from_metadata(
+        cls,
+        props: dict[str, str],
+        output_names: list[str],
+        path: str | None = None,
+        output_shapes: dict[str, list[Any]] | None = None,
+    ) -> GraphInfo:
+        """From the checked ``decoder.graph`` entry; a forged or damaged one is a DecoderError naming ``path``.
+
+        Files written before heads were told apart carry no ``kind``: it is worked out here
+        from the score output's declared shape and the layer that writes it.
+        """
+        info = cls._read(props, output_names, path)
+        if GRAPH_KEY in props and "kind" in read_graph_metadata(props, path):
+            return info
+        producer = {top: layer["type"] for layer in info.layers for top in layer["tops"]}
+        shape = (output_shapes or {}).get(info.score_output, [])
+        kind, reason = head_kind(per_image_shape(shape, info.fixed_batch), producer.get(info.score_output, ""))
+        if producer.get(info.score_output) == "ArgMax":
+            reason += " (converted by an older version: convert the Caffe model again to read ArgMax's input)"
+        return replace(info, kind=kind, kind_reason=reason)
+
+    @classmethod
+    def _read(cls, props: dict[str, str], output_names: list[str], path: str | None) -> GraphInfo:
         if GRAPH_KEY in props:
             body = read_graph_metadata(props, path)
             if body["score_output"] not in output_names:
@@ -66,6 +100,9 @@ class GraphInfo:
                 body["score_output"],
                 bool(body.get("score_is_softmax", False)),
                 tuple(body["layers"]),
+                body.get("kind", CLASSIFIER),
+                body.get("kind_reason", ""),
+                body.get("fixed_batch"),
             )
         # Not ours: follow Caffe/DIGITS (last output in sorted order) and assume logits.
         return cls(tuple(output_names), sorted(output_names)[-1], False, ())
@@ -130,30 +167,86 @@ class Model:
             raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", p) from None
         props = dict(session.get_modelmeta().custom_metadata_map)
         outputs = [o.name for o in session.get_outputs()]
+        shapes = {o.name: list(o.shape) for o in session.get_outputs()}
         if spec is None and not (GRAPH_KEY in props and SPEC_KEY not in props):
             # Ours without a spec is a net whose input is no image (e.g. MTCNN's 15-channel
             # L-Net): it runs on blobs. A foreign file gets the message saying what is missing.
             spec = PreprocessSpec.from_metadata(props, str(p))
-        return cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p)), str(p))
+        return cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p), shapes), str(p))
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.spec.labels if self.spec else ()
 
+    @property
+    def is_classifier(self) -> bool:
+        """True when the score blob is one vector of class scores per image (labels make sense)."""
+        return self.graph.kind == CLASSIFIER
+
+    @property
+    def num_classes(self) -> int | None:
+        """How many classes the score blob holds per image, when its shape says so."""
+        if not self.is_classifier:
+            return None
+        shape = next(o.shape for o in self.session.get_outputs() if o.name == self.graph.score_output)
+        image_shape = per_image_shape(shape, self.graph.fixed_batch)
+        return int(np.prod(image_shape)) if all(isinstance(d, int) for d in image_shape) else None
+
+    def require_classifier(self) -> None:
+        """Refuse, in one line naming the outputs and their shapes, to label a model that is no classifier."""
+        if not self.is_classifier:
+            raise self._not_a_classifier(self.graph.kind_reason)
+
+    def _not_a_classifier(self, reason: str, shapes: dict[str, tuple[Any, ...]] | None = None) -> DecoderError:
+        outputs = self.session.get_outputs()
+        names = [o.name for o in outputs]
+        # as Model.run returns them: N images, each with its own part of the output
+        declared = {o.name: ("N", *per_image_shape(o.shape, self.graph.fixed_batch)) for o in outputs}
+        described = describe_outputs(names, [(shapes or {}).get(n, declared[n]) for n in names])
+        return DecoderError(
+            f"not a classifier, so there is no label to give: {reason}; its outputs are {described}. "
+            f"For every output per image use `decode run IMAGES --model {self.path} -o outputs.npz` "
+            "(Python: model.run(model.preprocess(images)))",
+            self.path,
+        )
+
     def run(self, blob: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Forward an already preprocessed (N, C, H, W) float32 batch; outputs by name."""
+        """Forward an already preprocessed (N, C, H, W) float32 batch; every output (N, ...) by name.
+
+        A fixed-batch net (``graph.fixed_batch``) is called with exactly that many images at a
+        time, the last call padded with copies of the last image whose results are dropped.
+        """
         blob = np.ascontiguousarray(blob, dtype=np.float32)
         names = outputs or [o.name for o in self.session.get_outputs()]
-        try:
-            values = self.session.run(names, {self.input_name: blob})
-        except Exception as exc:
-            shape = list(blob.shape)
-            raise DecoderError(f"the model rejected an input of shape {shape} ({_first_line(exc)})") from None
+
+        def call(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            try:
+                return self.session.run(names, feed)
+            except Exception as exc:
+                shape = list(feed[self.input_name].shape)
+                raise DecoderError(f"the model rejected an input of shape {shape} ({_first_line(exc)})") from None
+
+        feeds = {self.input_name: blob}
+        values = call(feeds) if self.graph.fixed_batch is None else run_fixed_batch(call, feeds, self.graph.fixed_batch)
         return dict(zip(names, values, strict=True))
 
     def probabilities(self, blob: np.ndarray) -> np.ndarray:
-        """(N, K) class probabilities for a preprocessed batch (softmax only if the net has none)."""
+        """(N, K) class probabilities for a preprocessed batch (softmax only if the net has none).
+
+        Refuses a model that is no classifier, and checks the scores themselves (a file
+        converted by an older version may not say): one vector per image, one row per image.
+        """
+        self.require_classifier()
         scores = self.run(blob, [self.graph.score_output])[self.graph.score_output]
+        if scores.shape[0] != len(blob):
+            raise self._not_a_classifier(
+                f"the score blob has {scores.shape[0]} rows for {len(blob)} images (the graph merges the images "
+                "of a batch: convert the Caffe model again)",
+                {self.graph.score_output: scores.shape},
+            )
+        kind, reason = head_kind(scores.shape[1:])
+        if kind != CLASSIFIER:
+            raise self._not_a_classifier(reason, {self.graph.score_output: ("N", *scores.shape[1:])})
         return to_probabilities(scores, self.graph.score_is_softmax)
 
     def preprocess(self, items: Iterable[ImageItem]) -> np.ndarray:
@@ -182,6 +275,7 @@ class Model:
         """
         from decoder.batching import prepared_batches
 
+        self.require_classifier()
         spec = self._require_spec()
         workers = DEFAULT_WORKERS if workers is None else workers
         batch_size = batch_size or self.default_batch_size()
@@ -247,6 +341,35 @@ class Model:
         if self.spec is None:
             raise DecoderError("the model carries no image preprocessing (its input is not an image)", self.path)
         return self.spec
+
+
+def run_fixed_batch(
+    call: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feeds: dict[str, np.ndarray], batch: int
+) -> list[np.ndarray]:
+    """``call`` on ``batch`` images at a time, each output stacked over the images as (N, ...).
+
+    For nets whose layers mix the images of a batch (converted with Caffe's declared batch,
+    see :mod:`decoder.converter`): the last call is padded with copies of the last image and
+    the padding's results dropped. With a batch of 1 each call's outputs are that image's
+    (a leading axis is added unless the output already starts with the batch 1); with a
+    larger batch every output has one row per image (conversion checks it).
+    """
+    count = len(next(iter(feeds.values())))
+    pieces: list[list[np.ndarray]] = []
+    for start in range(0, max(count, 1), batch):
+        real = min(batch, count - start)
+        chunk = {}
+        for name, value in feeds.items():
+            part = value[start : start + batch]
+            if real < batch:  # pad with the last image (or zeros when there is none)
+                filler = part[-1:] if real else np.zeros((1, *value.shape[1:]), value.dtype)
+                part = np.concatenate([part, np.repeat(filler, batch - real, axis=0)])
+            chunk[name] = part
+        outputs = [np.asarray(o) for o in call(chunk)]
+        if batch == 1:
+            outputs = [o if o.ndim and o.shape[0] == 1 else o[None] for o in outputs]
+        pieces.append([o[: max(real, 0)] for o in outputs])
+    return [np.concatenate(parts) for parts in zip(*pieces, strict=True)]
 
 
 @dataclass(frozen=True)

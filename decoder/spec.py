@@ -209,7 +209,9 @@ def read_graph_metadata(props: dict[str, str], path: str | None = None) -> dict[
 
     Written by :func:`decoder.conversion.graph_metadata`: ``outputs`` (list of blob names),
     ``score_output`` (str), ``score_is_softmax`` (bool), ``layers`` (list of objects with
-    ``name``, ``type``, ``tops`` and optionally ``nodes``), ``caffe_net`` (str). A forged or
+    ``name``, ``type``, ``tops`` and optionally ``nodes``), ``caffe_net`` (str), and since
+    heads were told apart ``kind`` ("classifier" or "other"), ``kind_reason`` (str) and
+    ``fixed_batch`` (null, or the batch every call must have). A forged or
     damaged entry is a one-line DecoderError naming ``path``, never a KeyError/TypeError.
     Raises the "not written by `decode convert`" error when the entry is absent.
     """
@@ -230,6 +232,14 @@ def read_graph_metadata(props: dict[str, str], path: str | None = None) -> dict[
         problem = "outputs / score_output missing or not names"
     elif not isinstance(body.get("score_is_softmax", False), bool):
         problem = "score_is_softmax is not true/false"
+    elif body.get("kind", "classifier") not in ("classifier", "other") or not isinstance(
+        body.get("kind_reason", ""), str
+    ):
+        problem = "kind is not 'classifier' or 'other'"
+    elif body.get("fixed_batch") is not None and not (
+        isinstance(body["fixed_batch"], int) and not isinstance(body["fixed_batch"], bool) and body["fixed_batch"] > 0
+    ):
+        problem = "fixed_batch is not a positive integer"
     elif not isinstance(body.get("layers"), list):
         problem = "layers missing or not a list"
     else:

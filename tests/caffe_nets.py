@@ -18,7 +18,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from google.protobuf import json_format, text_format
 from decoder.caffe_io import load_net
 from decoder.caffe_proto import caffe_pb2
 from decoder.converter import convert_net
+from decoder.runtime import run_fixed_batch
 
 #: Tolerance of every comparison: max |ours - ref| <= RTOL * max |ref| + ATOL.
 RTOL = 1e-5
@@ -177,6 +178,24 @@ def convert_files(files: NetFiles, **kwargs: Any) -> tuple[bytes, list[str]]:
     return graph.model.SerializeToString(), list(graph.outputs)
 
 
+def per_call(
+    forward: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+    feed: Mapping[str, np.ndarray],
+    outputs: Sequence[str],
+    fixed_batch: int | None,
+) -> dict[str, np.ndarray]:
+    """``forward`` on the whole feed, or, for a fixed-batch graph, ``fixed_batch`` images per call
+    stacked by the runtime's own rule: the per-image answer, never Caffe's merged one."""
+    if fixed_batch is None:
+        return dict(forward(feed))
+
+    def call(chunk: dict[str, np.ndarray]) -> list[np.ndarray]:
+        values = forward(chunk)
+        return [np.asarray(values[name]) for name in outputs]
+
+    return dict(zip(outputs, run_fixed_batch(call, dict(feed), fixed_batch), strict=True))
+
+
 def opencv_output_pins(files: NetFiles, outputs: Sequence[str]) -> list[tuple[str, int]]:
     """OpenCV addresses outputs by LAYER name: (last layer writing each blob, index of the top)."""
     net = caffe_pb2.NetParameter()
@@ -240,10 +259,14 @@ def assert_matches_opencv(
 ) -> dict[str, np.ndarray]:
     """Convert once (dynamic batch), then compare every output to OpenCV at each batch size.
 
+    A net converted with a fixed batch (a layer mixes images) runs, on both sides, that many
+    images per call: the per-image answer is the right one, not Caffe's merged one.
+
     Returns our outputs at the last batch, for tests that check more.
     """
     files = net.write(directory) if isinstance(net, NetBuilder) else net
-    model, outputs = convert_files(files, **convert_kwargs)
+    graph = convert_net(load_net(files.prototxt, files.caffemodel), **convert_kwargs)
+    model, outputs, fixed = graph.model.SerializeToString(), list(graph.outputs), graph.fixed_batch
     feeds: list[Mapping[str, np.ndarray]]
     if inputs is not None:
         feeds = list(inputs)
@@ -252,8 +275,8 @@ def assert_matches_opencv(
         feeds = [net.random_inputs(b, seed=10 + b) for b in batches]
     ours: dict[str, np.ndarray] = {}
     for feed in feeds:
-        ours = run_onnx(model, feed)
-        ref = run_opencv(files, feed, outputs)
+        ours = per_call(lambda f: run_onnx(model, f), feed, outputs, fixed)
+        ref = per_call(lambda f: run_opencv(files, f, outputs), feed, outputs, fixed)
         batch = next(iter(feed.values())).shape[0]
         for name in outputs:
             assert_close(ours[name], ref[name], f"{files.prototxt.name} output {name!r} at batch {batch}", rtol, atol)
@@ -275,12 +298,13 @@ def assert_matches_reference(
     is then a numpy re-implementation of the upstream Caffe source, cited by the test.
     """
     files = net.write(directory)
-    model, outputs = convert_files(files, **convert_kwargs)
+    graph = convert_net(load_net(files.prototxt, files.caffemodel), **convert_kwargs)
+    model, outputs, fixed = graph.model.SerializeToString(), list(graph.outputs), graph.fixed_batch
     ours: dict[str, np.ndarray] = {}
     for batch in batches:
         feed = net.random_inputs(batch, seed=10 + batch)
-        ours = run_onnx(model, feed)
-        ref = reference(feed)
+        ours = per_call(lambda f: run_onnx(model, f), feed, outputs, fixed)
+        ref = per_call(reference, feed, outputs, fixed)
         for name in outputs:
             assert_close(ours[name], ref[name], f"{files.prototxt.name} output {name!r} at batch {batch}", rtol, atol)
     return ours

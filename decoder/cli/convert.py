@@ -69,8 +69,30 @@ def _summarise(report: ConversionReport) -> None:
             f"{'BGR' if spec.channels == 3 and spec.channel_order == 'BGR' else 'as loaded'}, {mean_text}, "
             f"scale {spec.scale:g}, {len(spec.labels)} labels; scores from {report.score_output!r}"
         )
+    for line in _head_lines(report):
+        click.echo(f"  {line}")
     for note in report.notes:
         click.echo(f"  note: {note}", err=True)
+
+
+def _head_lines(report: ConversionReport) -> list[str]:
+    """What the score blob is and how the batch is run: the two things a stranger's model may hide."""
+    lines = []
+    if report.kind != "classifier":
+        lines.append(
+            f"not a classifier: {report.kind_reason}; `decode IMAGE` refuses it, "
+            "`decode run IMAGES -o outputs.npz` gives every output per image"
+        )
+    elif report.score_note:
+        lines.append(report.score_note)
+    if report.fixed_batch is not None:
+        lines.append(
+            f"fixed batch {report.fixed_batch}: {'; '.join(report.batch_notes)}; images are run "
+            f"{report.fixed_batch} per call, never merged"
+        )
+    else:
+        lines.extend(f"dynamic batch: {note}" for note in report.batch_notes)
+    return lines
 
 
 def _verify(output: Path, prototxt: Path, caffemodel: Path) -> int:

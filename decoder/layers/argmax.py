@@ -46,7 +46,7 @@ def convert_argmax(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> N
             raise ctx.error(f"axis {param.axis} is out of range for a {rank}-D input")
         axis = param.axis % rank
         if axis == 0:
-            raise ctx.error("ArgMax over the batch axis is not supported (the batch stays dynamic)")
+            ctx.couple_batch("takes the ArgMax over the batch axis (axis 0)")
         dim = ctx.static_dims(source, axis)[0]
         if k > dim:
             raise ctx.error(f"top_k {k} exceeds the axis size {dim}")

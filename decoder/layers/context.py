@@ -24,6 +24,16 @@ from decoder.errors import DecoderError
 Dim = int | str
 Shape = tuple[Dim, ...]
 BATCH_DIM = "N"
+
+
+class BatchCoupled(Exception):
+    """A layer mixes the images of a batch: the graph must be rebuilt with Caffe's declared batch.
+
+    Not a :class:`DecoderError`: it is control flow between :meth:`ConversionContext.couple_batch`
+    and :func:`decoder.converter.convert_net`, never shown to a user as such.
+    """
+
+
 # Initializers up to this size are given to per-layer shape inference by value (Reshape
 # targets, Slice starts ...); larger ones only by shape, to keep inference cheap.
 _INLINE_CONSTANT_LIMIT = 4096
@@ -40,6 +50,11 @@ class ConversionContext:
         #: Inspecting a bare prototxt: weights are zeros of the shape each layer asks for.
         self.placeholder_weights = placeholder_weights
         self.opset = opset
+        #: None: the batch axis is the dynamic "N"; else every input's declared batch is kept.
+        self.batch = batch
+        #: Why the graph keeps a fixed batch (layers that mix images), and how literal batches were read.
+        self.batch_couplings: list[str] = []
+        self.batch_notes: list[str] = []
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         #: Data of the initializers that are only a name, type and dims in ``initializers``.
@@ -81,6 +96,13 @@ class ConversionContext:
                 raise self.error(f"produced no value for top {top!r}")
         if new_nodes:
             self._infer_shapes(new_nodes)
+        if self.batch is None:
+            for top in self.layer.top:
+                shape = self.shapes.get(self.current[top], ())
+                if not shape or shape[0] != BATCH_DIM or BATCH_DIM in shape[1:]:
+                    self.couple_batch(
+                        f"its output {top!r} has shape {list(shape)}: the images are not on the first axis"
+                    )
         self.layer_tops[self.layer.name] = [self.current[t] for t in self.layer.top]
         self.layer_nodes[self.layer.name] = [node.name for node in new_nodes]
 
@@ -92,6 +114,28 @@ class ConversionContext:
     def error(self, message: str) -> DecoderError:
         """An error about the current layer (the driver adds the file name)."""
         return DecoderError(f"layer {self.layer.name!r} ({self.layer.type}): {message}")
+
+    @property
+    def declared_batch(self) -> int:
+        """The batch the prototxt declares for its (first) input: what Caffe's literal batch sizes mean."""
+        return int(self.net.inputs[0].shape[0]) if self.net.inputs and self.net.inputs[0].shape else 1
+
+    def couple_batch(self, reason: str) -> None:
+        """The current layer mixes the images of a batch (Caffe's answer for an image depends on
+        which others share its call): keep Caffe's declared batch instead of a dynamic one.
+
+        With a dynamic batch this stops the conversion (:class:`BatchCoupled`), and the driver
+        starts again with the declared batch; then the reason is recorded and the layer goes on.
+        """
+        message = f"layer {self.layer.name!r} ({self.layer.type}) {reason}"
+        if self.batch is None:
+            raise BatchCoupled(message)
+        if message not in self.batch_couplings:
+            self.batch_couplings.append(message)
+
+    def note_batch(self, note: str) -> None:
+        """Say how a literal batch size in the current layer was read (shown by `decode convert`)."""
+        self.batch_notes.append(f"layer {self.layer.name!r} ({self.layer.type}) {note}")
 
     def bottoms(self, count: int | None = None) -> list[str]:
         """ONNX names of the current layer's bottoms (checked against ``count``)."""

@@ -123,7 +123,9 @@ def convert_batch_norm(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) 
         return
     # use_global_stats: false in a deploy net: Caffe normalises every forward pass with the
     # mean and (biased) variance of the batch it is given, over all axes but the channels.
-    # Outputs then depend on the batch; we reproduce that rather than guess otherwise.
+    # Outputs then depend on the batch: the net keeps the batch its prototxt declares, so
+    # each call normalises over that many images, never over images that merely share a call.
+    ctx.couple_batch("normalises with the statistics of the batch (use_global_stats: false)")
     axes = [0, *range(2, rank)]
     centred = ctx.node("Sub", [source, _reduce_mean(ctx, source, axes)])[0]
     variance = _reduce_mean(ctx, ctx.node("Mul", [centred, centred])[0], axes)
@@ -154,9 +156,9 @@ def _operand(ctx: ConversionContext, source: str, blob: np.ndarray, start: int, 
     rank = len(ctx.shape(source))
     if count == 0:
         return ctx.const(ctx.reshape_blob(blob, [1], what), what)
-    dims = ctx.static_dims(source, start)[:count] if start > 0 else None
-    if dims is None:
-        raise ctx.error(f"a learned {what} over the batch axis cannot follow a dynamic batch")
+    if start == 0:
+        ctx.couple_batch(f"applies a learned {what} over the batch axis (axis 0)")
+    dims = ctx.static_dims(source, start)[:count]
     array = ctx.reshape_blob(blob, dims, what).reshape([*dims] + [1] * (rank - start - count))
     return ctx.const(array, what)
 

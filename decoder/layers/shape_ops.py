@@ -1,7 +1,10 @@
 """Layers that only move data: Flatten, Concat, Slice, Split, Reshape, Crop, Permute, Silence.
 
 The batch axis stays dynamic: targets keep it with ONNX's "0 = copy this dimension"
-wherever Caffe's own rule keeps it, and refuse the few layouts that would freeze it.
+wherever Caffe's own rule keeps it. A layer that mixes the images of a batch (Flatten,
+Slice, Crop or Concat over axis 0, a Permute that moves the batch, a Reshape whose literal
+batch is not provably the batch axis) calls ``ctx.couple_batch``: the net is then built with
+the batch its prototxt declares and run that many images per call (never merging images).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def convert_flatten(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
     start = _axis(ctx, layer.flatten_param.axis, rank)
     end = _axis(ctx, layer.flatten_param.end_axis, rank, "end_axis")
     if start == 0:
-        raise ctx.error("flattening the batch axis is not supported (the batch stays dynamic)")
+        ctx.couple_batch("flattens the batch axis (axis 0) into the images' values")
     if end < start:
         raise ctx.error(f"end_axis {layer.flatten_param.end_axis} comes before axis {layer.flatten_param.axis}")
     target = [0] * start + [-1] + list(ctx.static_dims(source, end + 1))
@@ -50,6 +53,8 @@ def convert_concat(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> N
     if len(bottoms) == 1:
         ctx.alias(bottoms[0])
         return
+    if axis == 0:
+        ctx.couple_batch("concatenates along the batch axis (axis 0)")
     ctx.node("Concat", bottoms, [ctx.top()], axis=int(axis))
 
 
@@ -60,8 +65,10 @@ def convert_slice(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> No
     source = ctx.bottom()
     rank = len(ctx.shape(source))
     axis = param.slice_dim if param.HasField("slice_dim") else _axis(ctx, param.axis, rank)
-    if axis == 0 or not 0 < axis < rank:
-        raise ctx.error(f"slicing axis {axis} is not supported (the batch axis stays whole)")
+    if not 0 <= axis < rank:
+        raise ctx.error(f"slicing axis {axis} is out of range for a {rank}-D input")
+    if axis == 0:
+        ctx.couple_batch("slices the batch axis (axis 0)")
     size = ctx.static_dims(source, axis)[0]
     count = len(layer.top)
     if param.slice_point:
@@ -112,6 +119,8 @@ def convert_reshape(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
     # ONNX's 0 copies the input dimension at the same index, exactly Caffe's rule for the
     # replaced span (copies of axis start + i land at output index start + i).
     target: list[int] = [0] * start + dims
+    if start == 0 and dims and dims[0] != 0:
+        target[0] = _batch_target(ctx, layer, shape[:end], dims)
     for dim in shape[end:]:
         if isinstance(dim, int):
             target.append(dim)
@@ -120,6 +129,39 @@ def convert_reshape(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
         else:
             raise ctx.error("moves the dynamic batch axis next to an inferred (-1) axis")
     ctx.node("Reshape", [source, ctx.const(target, "shape")], [ctx.top()])
+
+
+def _batch_target(ctx: ConversionContext, layer: caffe_pb2.LayerParameter, span: tuple, dims: list[int]) -> int:
+    """What to write on the batch axis of a Reshape whose shape starts with a literal or -1.
+
+    Caffe's ``shape { dim: 1 dim: -1 dim: 2 }`` writes the batch as the number 1: given 2
+    images, Caffe itself merges them into one row. Where that number is provably the batch
+    (it equals the declared batch, or is -1, and the other dims account for exactly one
+    image's values), writing 0 ("copy the batch") gives every batch size Caffe's per-image
+    answer; otherwise the layer mixes images and the batch is kept at the declared one.
+    """
+    per_image = span[1:]
+    first = dims[0]
+    # a 0 copies the input axis at its own index (beyond the replaced span: not resolved here)
+    rest = [(per_image[i] if i < len(per_image) else "?") if d == 0 else d for i, d in enumerate(dims[1:])]
+    if all(isinstance(d, int) for d in per_image) and all(isinstance(d, int) for d in rest):
+        values = int(np.prod(per_image, dtype=np.int64))
+        known = int(np.prod([d for d in rest if d != -1], dtype=np.int64))
+        fits = values % known == 0 if -1 in rest else known == values
+        if first == -1 and -1 not in rest and fits:
+            return 0  # the inferred axis is one image's rows: exactly the batch
+        if first == ctx.declared_batch and fits:
+            ctx.note_batch(
+                f"writes the batch as {first} (shape {dims}); it is the batch axis (the other dims hold one "
+                "image's values), so the batch stays dynamic and images are never merged"
+            )
+            return 0
+    ctx.couple_batch(
+        f"writes the batch as {first} (shape {dims}), which would merge the images of a batch into one"
+        if first != -1
+        else f"infers its first axis over the whole batch (shape {dims}), merging the images of a batch"
+    )
+    return first
 
 
 def _crop_offsets(param: caffe_pb2.CropParameter) -> list[int]:
@@ -137,7 +179,7 @@ def convert_crop(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> Non
     rank = len(ctx.shape(source))
     start = _axis(ctx, param.axis, rank)
     if start == 0:
-        raise ctx.error("cropping the batch axis is not supported (the batch stays dynamic)")
+        ctx.couple_batch("crops the batch axis (axis 0)")
     if len(ctx.shape(reference)) != rank:
         raise ctx.error("both bottoms must have the same number of axes")
     offsets = _crop_offsets(param)
@@ -168,6 +210,8 @@ def convert_permute(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> 
     if len(set(order)) != len(order) or any(o >= rank for o in order):
         raise ctx.error(f"order {order} must name distinct axes of a {rank}-D input")
     perm = order + [axis for axis in range(rank) if axis not in order]
+    if perm[0] != 0:
+        ctx.couple_batch(f"moves the batch axis (order {perm})")
     ctx.node("Transpose", [source], [ctx.top()], perm=perm)
 
 

@@ -10,4 +10,11 @@ from decoder.layers.registry import register
 @register("Softmax")
 def convert_softmax(layer: caffe_pb2.LayerParameter, ctx: ConversionContext) -> None:
     """ONNX Softmax (opset >= 13 normalises over one axis, exactly like Caffe)."""
-    ctx.node("Softmax", [ctx.bottom()], [ctx.top()], axis=int(layer.softmax_param.axis))
+    source = ctx.bottom()
+    rank = len(ctx.shape(source))
+    axis = int(layer.softmax_param.axis)
+    if not -rank <= axis < rank:
+        raise ctx.error(f"axis {axis} is out of range for a {rank}-D input")
+    if axis % rank == 0:
+        ctx.couple_batch("normalises over the batch axis (axis 0)")
+    ctx.node("Softmax", [source], [ctx.top()], axis=axis)

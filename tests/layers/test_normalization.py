@@ -160,13 +160,21 @@ def test_scale_two_bottoms(tmp_path: Path, shape, factor_shape, blobs, param) ->
         assert_matches_reference(net, tmp_path / "reference", reference)
 
 
-def test_scale_two_bottoms_bias_over_batch_is_refused(tmp_path: Path) -> None:
-    """With axis 0 the learned bias would have the batch size in its shape: not with a dynamic batch."""
-    from decoder.errors import DecoderError
+def test_scale_learned_bias_over_batch_keeps_the_declared_batch(tmp_path: Path) -> None:
+    """With axis 0 the learned bias has the declared batch (1) in its shape: it applies to
+    each call of one image, so the net keeps batch 1 and every image gets that bias."""
+    from decoder.caffe_io import load_net
+    from decoder.converter import convert_net
 
     net = _scale_net((1, 3, 4, 5), [(1, 3)], two_bottoms=(1, 3), axis=0, bias_term=True)
-    with pytest.raises(DecoderError, match="batch"):
-        assert_matches_reference(net, tmp_path, lambda feed: {})
+    bias = net.blobs["out"][0].reshape(1, 3, 1, 1)
+
+    def reference(feed: dict) -> dict:
+        return {"out": feed["data"] * feed["factor"][:, :, None, None] + bias}
+
+    assert_matches_reference(net, tmp_path, reference, batches=(1, 3))
+    files = net.write(tmp_path / "fixed")
+    assert convert_net(load_net(files.prototxt, files.caffemodel)).fixed_batch == 1
 
 
 @pytest.mark.parametrize(

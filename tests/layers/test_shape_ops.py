@@ -121,9 +121,11 @@ def test_reshape_negative_axis(tmp_path: Path, param: dict, shape: tuple[int, ..
 
 
 def test_reshape_flatten_all(tmp_path: Path) -> None:
-    """dim: -1 alone folds the batch in too (Caffe allows it); the batch stays inferred."""
+    """dim: -1 alone folds the batch in too (Caffe allows it): that would merge images, so the
+    net keeps its declared batch of 1 and each image gets its own flattened row."""
     net = _net("Reshape", reshape_param={"shape": {"dim": [-1]}})
-    assert_matches_reference(net, tmp_path, lambda feed: {"out": feed["data"].reshape(-1)})
+    ours = assert_matches_reference(net, tmp_path, lambda feed: {"out": feed["data"].reshape(-1)})
+    assert ours["out"].shape == (3, int(np.prod(SHAPE)))
 
 
 @pytest.mark.parametrize("axis", [1, 2, 3, -1])
