@@ -284,6 +284,23 @@ class Model:
             probabilities = batch.scores if batch.scores is not None else np.empty((0, len(self.labels)))
             yield BatchResult(batch.names, batch.positions, probabilities, batch.failures, self.labels, top_k)
 
+    def run_images(
+        self, items: Iterable[ImageItem], batch_size: int | None = None, workers: int | None = None
+    ) -> Iterator[OutputBatch]:
+        """Every output blob for images, with the model's own preprocessing, one batch at a time.
+
+        For any model, classifier or not (``decode run``): each batch's outputs are (rows, ...)
+        arrays by name, in input order; broken images are reported in ``failures``, never raised.
+        """
+        from decoder.batching import prepared_batches
+
+        spec = self._require_spec()
+        workers = DEFAULT_WORKERS if workers is None else workers
+        batch_size = batch_size or self.default_batch_size()
+        for batch in prepared_batches(items, spec, batch_size, workers, "thread", infer=self.run):  # type: ignore[arg-type]
+            outputs: dict[str, np.ndarray] = batch.scores if batch.scores is not None else {}  # type: ignore[assignment]
+            yield OutputBatch(batch.names, batch.positions, outputs, batch.failures)
+
     def predict_iter(
         self,
         items: Iterable[ImageItem],
@@ -341,6 +358,16 @@ class Model:
         if self.spec is None:
             raise DecoderError("the model carries no image preprocessing (its input is not an image)", self.path)
         return self.spec
+
+
+@dataclass(frozen=True)
+class OutputBatch:
+    """One batch of :meth:`Model.run_images`: every output's rows, the rows' names, and the failures."""
+
+    names: list[str]  # display name of each row
+    positions: list[int]  # input-stream position of each row
+    outputs: dict[str, np.ndarray]  # output name -> (rows, ...); empty when every image failed
+    failures: list[Failure]
 
 
 def run_fixed_batch(

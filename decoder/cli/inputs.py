@@ -46,10 +46,17 @@ class InputImage:
 
 
 def expand_inputs(
-    arguments: Sequence[str], labels: Sequence[str] = (), image_folder: str | None = None
+    arguments: Sequence[str],
+    labels: Sequence[str] = (),
+    image_folder: str | None = None,
+    num_classes: int | None = None,
 ) -> list[InputImage]:
-    """Every image named by ``arguments`` (files, folders, globs, list files), in argument order."""
-    index_of = {label: i for i, label in enumerate(labels)}
+    """Every image named by ``arguments`` (files, folders, globs, list files), in argument order.
+
+    Folders name the true class by label, or, for a model without labels, by class index
+    (``0`` .. ``num_classes - 1``, the layout of datasets whose labels live elsewhere).
+    """
+    index_of = _folder_classes(labels, num_classes)
     images: list[InputImage] = []
     for argument in arguments:
         path = Path(argument)
@@ -57,7 +64,7 @@ def expand_inputs(
             images.extend(_scan_folder(path, index_of))
         elif path.is_file():
             if path.suffix.lower() in LIST_SUFFIXES:
-                images.extend(read_list_file(path, labels, image_folder))
+                images.extend(read_list_file(path, labels, image_folder, num_classes))
             else:
                 images.append(InputImage(argument))
         elif path.exists():
@@ -72,13 +79,23 @@ def expand_inputs(
     return images
 
 
+def _folder_classes(labels: Sequence[str], num_classes: int | None) -> dict[str, int]:
+    """Folder name -> class index: the labels, else the indices themselves ("0", "1", ...)."""
+    if labels:
+        return {label: i for i, label in enumerate(labels)}
+    return {str(i): i for i in range(num_classes or 0)}
+
+
 def expand_images(arguments: list[str]) -> list[Path]:
     """The image files named by ``arguments``, without class information."""
     return [Path(image.path) for image in expand_inputs(arguments)]
 
 
 def read_list_file(
-    path: str | os.PathLike[str], labels: Sequence[str] = (), image_folder: str | None = None
+    path: str | os.PathLike[str],
+    labels: Sequence[str] = (),
+    image_folder: str | None = None,
+    num_classes: int | None = None,
 ) -> list[InputImage]:
     """A DIGITS classify-many list: ``path [class]`` per line; blank lines are skipped."""
     list_path = Path(path)
@@ -96,8 +113,9 @@ def read_list_file(
         if not line:
             continue
         name, truth = _parse_line(line, index_of, base)
-        if truth is not None and labels and truth >= len(labels):
-            classes = f"{len(labels)} classes (0..{len(labels) - 1})"
+        known = len(labels) or num_classes
+        if truth is not None and known and truth >= known:
+            classes = f"{known} classes (0..{known - 1})"
             raise DecoderError(f"line {number}: class index {truth} is out of range; the model has {classes}", path)
         images.append(InputImage(str(_resolve(name, base)), truth))
     if not images:

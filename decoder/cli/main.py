@@ -26,6 +26,7 @@ from decoder.errors import DecoderError
 #: subcommand -> (module, function); `predict` is what runs when no subcommand is named.
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("decoder.cli.predict", "predict"),
+    "run": ("decoder.cli.run", "run"),
     "convert": ("decoder.cli.convert", "convert"),
     "demo": ("decoder.cli.demo", "demo"),
     "attach": ("decoder.cli.attach", "attach"),
@@ -85,6 +86,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
       decode IMAGE... --model lenet.onnx          label, probability, top-k
+      decode run IMAGE... -m M -o out.npz         every output blob per image (detectors too)
       decode convert MODEL -o lenet.onnx          DIGITS archive, job folder, or prototxt + caffemodel
       decode demo                                 the shipped demo model on the shipped sample digits
     """

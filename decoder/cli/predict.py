@@ -156,7 +156,8 @@ def predict(
     if threads is None and workers != 0:
         threads = PIPELINE_THREADS  # the workers' concurrent calls keep the cores busy (measured)
     model = Model.load(model_path, threads=threads)
-    inputs = expand_inputs(images, model.labels, image_folder)
+    model.require_classifier()  # a detector's outputs are no label: one line, exit 2, before any work
+    inputs = expand_inputs(images, model.labels, image_folder, model.num_classes)
     truths = [item.truth for item in inputs]
     known = any(t is not None for t in truths)
     if confusion is not None and not known:

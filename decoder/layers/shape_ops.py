@@ -152,8 +152,8 @@ def _batch_target(ctx: ConversionContext, layer: caffe_pb2.LayerParameter, span:
             return 0  # the inferred axis is one image's rows: exactly the batch
         if first == ctx.declared_batch and fits:
             ctx.note_batch(
-                f"writes the batch as {first} (shape {dims}); it is the batch axis (the other dims hold one "
-                "image's values), so the batch stays dynamic and images are never merged"
+                f"writes the batch as {first} (shape {dims}): read as the batch axis (the other dims hold one "
+                "image), so the batch stays dynamic"
             )
             return 0
     ctx.couple_batch(
