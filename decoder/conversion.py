@@ -72,6 +72,7 @@ class ScoreChoice:
     kind: str  # "classifier" or "other"
     kind_reason: str  # why not a classifier
     note: str  # how it was chosen, when that needs saying
+    provenance: str = ""  # where the choice came from, for PreprocessSpec.provenance["score_output"]
 
 
 def choose_score_output(graph: ConvertedGraph, requested: str | None = None) -> ScoreChoice:
@@ -89,8 +90,12 @@ def choose_score_output(graph: ConvertedGraph, requested: str | None = None) -> 
                 f"--score-output {requested!r} is not a blob of the net (its outputs: {', '.join(graph.outputs)})"
             )
         blob = requested
+        provenance = "option --score-output"
+    elif len(graph.outputs) == 1:
+        blob, provenance = graph.outputs[0], "the net's only output"
     else:
         blob = score_output_of(graph.outputs)
+        provenance = "assumed: the last output in sorted name order, the one DIGITS reads; change with --score-output"
     note = f"scores from {blob!r} (--score-output)" if requested is not None else ""
     while graph.layer_types.get(producer.get(blob, "")) == "ArgMax":
         layer = producer[blob]
@@ -100,6 +105,7 @@ def choose_score_output(graph: ConvertedGraph, requested: str | None = None) -> 
             "indices, not scores"
         )
         blob = source
+        provenance = f"the input of ArgMax layer {layer!r} (ArgMax outputs class indices, not scores)"
     if blob not in graph.outputs:
         graph.model.graph.output.append(
             onnx.helper.make_tensor_value_info(blob, onnx.TensorProto.FLOAT, list(graph.shapes[blob]))
@@ -107,7 +113,7 @@ def choose_score_output(graph: ConvertedGraph, requested: str | None = None) -> 
         graph.outputs.append(blob)
     producer_type = graph.layer_types.get(producer.get(blob, ""), "")
     kind, reason = head_kind(per_image_shape(graph.shapes[blob], graph.fixed_batch), producer_type)
-    return ScoreChoice(blob, producer_type == "Softmax", kind, reason, note)
+    return ScoreChoice(blob, producer_type == "Softmax", kind, reason, note, provenance)
 
 
 def _mean_blob(path: Path, channels: int) -> np.ndarray:
@@ -376,6 +382,8 @@ def convert(
         int(np.prod(image_shape)) if score.kind == CLASSIFIER and all(isinstance(d, int) for d in image_shape) else None
     )
     spec, notes = build_spec(net, sources, num_classes, overrides)
+    if spec is not None:
+        spec = spec.with_changes(provenance={**spec.provenance, "score_output": score.provenance})
     props = graph_metadata(graph, net, score)
     if spec is not None:
         props.update(spec.to_metadata())
