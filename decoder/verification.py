@@ -56,6 +56,9 @@ def verify_conversion(
     require_opencv_caffe()  # before any work: the reference must exist
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     reference_net = load_opencv_net(prototxt, caffemodel)
+    graph = read_graph_metadata(dict(session.get_modelmeta().custom_metadata_map), str(onnx_path))
+    # a net that mixes images keeps its declared batch: both sides then see that many images
+    batch = graph.get("fixed_batch") or batch
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for model_input in session.get_inputs():
@@ -66,7 +69,6 @@ def verify_conversion(
             )
         feeds[model_input.name] = rng.uniform(-128, 128, (batch, *dims)).astype(np.float32)
 
-    graph = read_graph_metadata(dict(session.get_modelmeta().custom_metadata_map), str(onnx_path))
     # OpenCV names outputs by layer; compare the outputs that are their layer's first top.
     producers = {layer["tops"][0]: layer["name"] for layer in graph["layers"] if layer["tops"]}
     outputs = [o.name for o in session.get_outputs() if o.name in producers]

@@ -7,13 +7,15 @@ when it is absent.
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = (REPO.parent / "shared").resolve()
+#: ../shared beside the checkout; DECODER_SHARED points elsewhere (e.g. from a git worktree).
+SHARED = Path(os.environ.get("DECODER_SHARED") or REPO.parent / "shared").resolve()
 MODELS = SHARED / "models"
 MNIST = SHARED / "mnist"
 DIGITS_LENET = MODELS / "digits_lenet_mnist_eagleeye"

@@ -20,6 +20,7 @@ from decoder.cli.main import main
 from decoder.conversion import convert
 from decoder.sources import open_sources
 from tests.caffe_nets import NetBuilder, NetFiles, assert_close, run_opencv
+from tests.shared_data import MODELS, require
 
 RTOL = 1e-4
 SCALE = 1 / 255  # random weights on 0..255 pixels would saturate every softmax
@@ -198,7 +199,7 @@ def test_a_reshape_that_splits_each_image_keeps_the_declared_batch(
 ) -> None:
     """dim: 2 at a declared batch of 1 is not the batch axis: the net runs one image per call."""
     files, model_path, summary = converted(tmp_path, detector_net(first_dim=2), capsys)
-    assert "fixed batch 1: layer 'cls_reshape' (Reshape) writes the batch as 2" in summary
+    assert "fixed batch 1: layer 'cls_reshape' (Reshape) writes 2 on the batch axis (shape [2, -1, 2])" in summary
     assert "images are run 1 per call, never merged" in summary
     model = Model.load(model_path)
     assert model.graph.fixed_batch == 1
@@ -250,3 +251,48 @@ def test_accuracy_from_class_index_folders_when_the_model_has_no_labels(
     rows = [json.loads(line) for line in out.splitlines()]
     correct = sum(row["index"] == int(Path(row["image"]).parent.name) for row in rows)
     assert f"accuracy: {100 * correct / 4:.2f}% ({correct} of 4 images with a known class)" in err
+
+
+# --------------------------------------------------------------------------- real models by other people
+
+
+def test_the_face_mask_detector_is_refused_and_decode_run_equals_opencv_per_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AIZOO's detector (SOURCE.txt: RGB, x/255, no mean): refused by predict, run per image."""
+    folder = require(MODELS / "face_mask_aizoo")
+    files = NetFiles(folder / "face_mask_detection.prototxt", folder / "face_mask_detection.caffemodel")
+    output = tmp_path / "face_mask.onnx"
+    argv = ["convert", "--prototxt", files.prototxt, "--weights", files.caffemodel, "--scale", SCALE, "-o", output]
+    status, summary, _ = run(capsys, *argv)
+    assert status == 0 and "not a classifier" in summary
+    samples = sorted((folder / "samples").iterdir())
+    status, out, err = run(capsys, samples[0], "--model", output)
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert "loc_branch_concat (Nx5972x4), cls_branch_concat (Nx5972x2)" in err
+    npz = tmp_path / "outputs.npz"
+    status, _, err = run(capsys, "run", *samples, "--model", output, "-o", npz)
+    assert status == 0, err
+    data = np.load(npz)
+    blob = Model.load(output).preprocess(samples)
+    names = ["loc_branch_concat", "cls_branch_concat"]
+    reference = per_image_opencv(files, blob, names)
+    for name in names:
+        assert data[name].shape == (len(samples), 5972, 4 if name.startswith("loc") else 2)
+        assert_close(data[name], reference[name], name, rtol=RTOL)
+
+
+def test_mtcnn_pnet_is_a_classifier_at_12x12_and_its_probability_maps_are_not(tmp_path: Path) -> None:
+    """P-Net declares 12x12, where prob1 is one face/no-face vector (N, 2, 1, 1); declared at
+    24x24 (as MTCNN runs it over an image pyramid) prob1 is a (2, 7, 7) map per image."""
+    folder = require(MODELS / "mtcnn_kpzhang")
+    with open_sources(prototxt=folder / "det1.prototxt", weights=folder / "det1.caffemodel") as sources:
+        report = convert(sources, tmp_path / "pnet12.onnx")
+    assert (report.kind, report.score_output) == ("classifier", "prob1")
+    text = (folder / "det1.prototxt").read_text().replace("input_dim: 12", "input_dim: 24")
+    (tmp_path / "det1_24.prototxt").write_text(text)
+    with open_sources(prototxt=tmp_path / "det1_24.prototxt", weights=folder / "det1.caffemodel") as sources:
+        report = convert(sources, tmp_path / "pnet24.onnx")
+    assert report.kind == "other" and "2x7x7 values per image" in report.kind_reason
+    with pytest.raises(DecoderError, match=r"prob1 \(Nx2x7x7\)"):
+        Model.load(tmp_path / "pnet24.onnx").predict(np.zeros((24, 24, 3), np.uint8))

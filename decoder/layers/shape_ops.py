@@ -157,7 +157,7 @@ def _batch_target(ctx: ConversionContext, layer: caffe_pb2.LayerParameter, span:
             )
             return 0
     ctx.couple_batch(
-        f"writes the batch as {first} (shape {dims}), which would merge the images of a batch into one"
+        f"writes {first} on the batch axis (shape {dims}) where it is not provably the batch: images would mix"
         if first != -1
         else f"infers its first axis over the whole batch (shape {dims}), merging the images of a batch"
     )
