@@ -226,3 +226,11 @@ def test_page_uploads_a_digit_and_shows_its_label(server: str, browser) -> None:
     assert browser.find_element(By.ID, "accuracy").text.startswith("Accuracy: 100.00%")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#results tr")) == len(samples) + 1
     assert browser.find_elements(By.CSS_SELECTOR, "#confusion td.diagonal")
+
+
+def test_a_busy_port_is_one_line(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from decoder.cli.main import main
+
+    port = server.rsplit(":", 1)[1]
+    assert main(["serve", str(LENET), "--port", port]) == 2
+    assert capsys.readouterr().err == f"decode: error: cannot listen on 127.0.0.1:{port} (Address already in use)\n"

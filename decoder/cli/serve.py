@@ -5,6 +5,7 @@ Imports Starlette and uvicorn (the ``serve`` extra) only when this command runs.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import click
@@ -100,13 +101,30 @@ def serve(
     )
     served = load_models(models, _job_ids(job_ids))
     app = create_app(served, settings)
+    listener = _listen(host, port)  # bound here, so a busy port is one clear line before anything is announced
     for model in served:
         names = ", ".join(model.ids())
         click.echo(f"decode serve: {model.model.path} as {names} ({len(model.model.labels)} labels)", err=True)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"decode serve: web page and API at http://{shown}:{port}/ (Ctrl-C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    bound = listener.getsockname()[1]
+    click.echo(f"decode serve: web page and API at http://{shown}:{bound}/ (Ctrl-C to stop)", err=True)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30)
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port), or a DecoderError saying why not."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError as exc:
+        raise DecoderError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    listener.set_inheritable(True)
+    return listener
 
 
 def parse_size(text: str) -> int:
