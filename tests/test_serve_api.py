@@ -344,3 +344,56 @@ def test_genuine_digits_lenet_under_its_job_id(tmp_path: Path) -> None:
             assert response.json() == {"predictions": expected}
             right += expected[0][0] == str(label)
     assert right >= 19  # the genuine model is ~99% right on MNIST
+
+
+@pytest.fixture(scope="module")
+def web_server() -> Iterator[str]:
+    """A local HTTP server: /digit_7.png, /big.png (300 KB), /to-file (a redirect to file:///etc/passwd)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/to-file":
+                self.send_response(302)
+                self.send_header("Location", "file:///etc/passwd")
+                self.end_headers()
+                return
+            body = {"/digit_7.png": sample(7).read_bytes(), "/big.png": b"\0" * 300_000}.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "answer"),
+    [
+        ("/digit_7.png", 200, "7"),
+        ("/big.png", 400, "over the limit of 200,000 bytes"),
+        ("/to-file", 400, "Redirection to url 'file:///etc/passwd' is not allowed"),
+        ("/nothing.png", 400, "the server answered 404"),
+    ],
+)
+def test_image_urls_when_allowed(web_server: str, path: str, status: int, answer: str) -> None:
+    app = create_app(load_models([LENET]), Settings(allow_image_urls=True, max_upload=200_000))
+    with TestClient(app) as client:
+        response = client.post(f"{CLASSIFY_ONE}?job_id=lenet", data={"image_url": web_server + path})
+        assert response.status_code == status, response.text
+        body = response.json()
+        if status == 200:
+            assert body["predictions"][0][0] == answer
+        else:
+            assert body["error"]["message"].startswith(f"{web_server}{path}: ")
+            assert answer in body["error"]["message"]
+        ftp = client.post(f"{CLASSIFY_ONE}?job_id=lenet", data={"image_url": "ftp://example.com/x.png"})
+        assert ftp.status_code == 400 and "only http:// and https://" in ftp.json()["error"]["message"]

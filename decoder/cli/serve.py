@@ -12,6 +12,9 @@ import click
 
 from decoder.errors import DecoderError
 
+#: Connections + requests in progress before new ones get 503 (each may hold up to --max-upload bytes).
+LIMIT_CONCURRENCY = 1000
+
 _SERVE_HINT = "decode serve needs the serve extra: pip install 'decoder[serve]'"
 
 
@@ -108,7 +111,8 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     bound = listener.getsockname()[1]
     click.echo(f"decode serve: web page and API at http://{shown}:{bound}/ (Ctrl-C to stop)", err=True)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30)
+    # Past LIMIT_CONCURRENCY open connections and requests, uvicorn answers 503 instead of queueing without end.
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30, limit_concurrency=LIMIT_CONCURRENCY)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

@@ -143,7 +143,7 @@ def fetch(remote: RemoteImage) -> bytes:
         with opener.open(url, timeout=remote.timeout) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > remote.max_bytes:
-                raise DecoderError(f"is {int(declared):,} bytes, over the limit of {remote.max_bytes:,}", url)
+                raise DecoderError(f"is {int(declared):,} bytes, over the limit of {remote.max_bytes:,} bytes", url)
             chunks, size = [], 0
             while chunk := response.read(65536):
                 size += len(chunk)

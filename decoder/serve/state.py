@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from decoder.errors import DecoderError
 from decoder.serve.batcher import Batcher, Outcome
 from decoder.serve.errors import ApiError
-from decoder.serve.images import Source, Upload
+from decoder.serve.images import RemoteImage, Source, Upload, fetch
 from decoder.serve.limits import Arrivals
 from decoder.serve.metrics import Metrics
 from decoder.serve.registry import ServedModel
@@ -35,6 +36,7 @@ class ServerState:
     by_id: dict[str, ServedModel] = field(default_factory=dict)
     executor: ThreadPoolExecutor | None = None
     pictures: ThreadPoolExecutor | None = None
+    downloads: ThreadPoolExecutor | None = None
     temp: Path | None = None
 
     def __post_init__(self) -> None:
@@ -43,6 +45,7 @@ class ServerState:
         self.settings = replace(self.settings, image_roots=roots)
         self.executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="decode-batch")
         self.pictures = ThreadPoolExecutor(1, thread_name_prefix="decode-pictures")
+        self.downloads = ThreadPoolExecutor(8, thread_name_prefix="decode-downloads")
         # Private (0700) and removed at shutdown: multipart uploads above 1 MB spill here, and
         # `decode visualize` pictures are drawn here before they are sent.
         self.temp = Path(tempfile.mkdtemp(prefix="decode-serve-"))
@@ -72,15 +75,36 @@ class ServerState:
         """Queue the images (the request stops counting as arriving) and await their probabilities."""
         if len(sources) > self.settings.max_images:
             raise ApiError(400, f"{len(sources):,} images in one request; the limit is {self.settings.max_images:,}")
+        if any(isinstance(source, RemoteImage) for source in sources):
+            fetched = await self._download(sources)
+        else:
+            fetched = list(sources)
         arrival = getattr(request.state, "arrival", None)
         if arrival is not None:
             arrival.done()
-        return await self.batchers[served.key].classify(sources)
+        ready = [source for source in fetched if not isinstance(source, DecoderError)]
+        answers = iter(await self.batchers[served.key].classify(ready))
+        return [item if isinstance(item, DecoderError) else next(answers) for item in fetched]
+
+    async def _download(self, sources: list[Source]) -> list[Source | DecoderError]:
+        """URLs fetched side by side in their own threads, so a slow server never holds up a model call."""
+        loop = asyncio.get_running_loop()
+
+        async def one(source: Source) -> Source | DecoderError:
+            if not isinstance(source, RemoteImage):
+                return source
+            try:
+                data = await loop.run_in_executor(self.downloads, fetch, source)
+            except DecoderError as exc:
+                return exc
+            return Upload(source.url, data)
+
+        return list(await asyncio.gather(*(one(source) for source in sources)))
 
     async def close(self) -> None:
         for batcher in self.batchers.values():
             await batcher.close()
-        for pool in (self.executor, self.pictures):
+        for pool in (self.executor, self.pictures, self.downloads):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         if self.temp is not None:
