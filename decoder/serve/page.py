@@ -24,6 +24,7 @@ from decoder.serve.api import uploads_of
 from decoder.serve.errors import ApiError
 from decoder.serve.images import Upload, pixels_of
 from decoder.serve.registry import ServedModel
+from decoder.serve.state import ServerState
 
 STATIC = Path(__file__).parent / "static"
 VIZ_HINT = "the pictures need matplotlib: pip install 'decoder[viz]'"
@@ -34,8 +35,6 @@ async def index_page(request: Request) -> FileResponse:
 
 
 async def visualize(request: Request) -> JSONResponse:
-    from decoder.serve.state import ServerState
-
     state: ServerState = request.app.state.server
     served = state.model(request.path_params["model"], "model")
     sources = await uploads_of(request, state)

@@ -21,6 +21,7 @@ class Settings:
     - ``max_batch`` / ``max_wait``: at most this many images per ONNX Runtime call, and the
       longest a request waits (seconds) for others to share its call when the model is idle.
     - ``max_images``: images per request (classify_many lists, multi-image predict).
+    - ``workers``: batches run side by side per model (1: on 2 cores the event loop needs the other).
     """
 
     max_upload: int = DEFAULT_MAX_UPLOAD
@@ -31,4 +32,3 @@ class Settings:
     max_wait: float = 0.002
     max_images: int = 10_000
     workers: int = 1
-    top_k: int = 5

@@ -132,7 +132,3 @@ async def upload_of(field_value: Any, field_name: str) -> Upload | None:
     if not data and not field_value.filename:
         return None  # a browser sends an empty part for a file input left empty
     return Upload(name, data)
-
-
-def error_text(outcome: Outcome) -> str:
-    return str(outcome) if isinstance(outcome, DecoderError) else ""
