@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -53,8 +55,18 @@ def test_body_over_the_limit_is_refused_413(client: TestClient) -> None:
 
 
 def bomb() -> bytes:
-    """A 1-bit PNG of 20,000 x 20,000 pixels: a few kilobytes that would decode to 400 megapixels."""
-    return png_bytes(Image.new("1", (20_000, 20_000)))
+    """A PNG whose header claims 100,000 x 100,000 grey pixels (10 gigapixels) in a few dozen bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def noisy_jpeg() -> bytes:
