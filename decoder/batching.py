@@ -149,13 +149,16 @@ def prepared_batches(
     workers: int = 1,
     kind: PoolKind = "thread",
     infer: Callable[[np.ndarray], np.ndarray] | None = None,
+    infer_in_workers: bool = True,
 ) -> Iterator[PreparedBatch]:
     """Batches of ``items`` in input order, prepared by ``workers`` threads/processes ahead of use.
 
     ``infer`` (e.g. the model's forward pass) is applied to each non-empty blob and its
-    result stored in ``scores``: by the worker thread itself with ``kind="thread"``, so
-    that several batches go through ONNX Runtime at once (it releases the GIL), or by the
-    calling thread otherwise (a session cannot be sent to another process).
+    result stored in ``scores``: by the worker thread itself with ``kind="thread"`` and
+    ``infer_in_workers`` (small nets: several batches go through ONNX Runtime at once, one
+    core each, as it releases the GIL), else by the calling thread, one batch at a time
+    (large nets, whose single call uses every core; and a session cannot be sent to another
+    process).
 
     ``workers=0`` does everything in the calling thread, when a batch is asked for; so
     does an input that fits in one batch (nothing to overlap, and no pool to start for
@@ -192,6 +195,8 @@ def prepared_batches(
             fast = long_input or _fast_path_wanted(start)
             if kind == "process":
                 pending.append(executor.submit(_prepare_in_worker, chunk, start, fast))
+            elif not infer_in_workers:
+                pending.append(executor.submit(prepare_batch, chunk, start, spec, fast, decoding))
             else:
                 pending.append(executor.submit(_prepare_and_score, chunk, start, spec, fast, infer, decoding))
             if len(pending) > workers:

@@ -18,12 +18,14 @@ errors.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from decoder.caffe_proto import caffe_pb2
 from decoder.errors import DecoderError
+from decoder.wire import LENGTH, VARINT, WireError, fields, signed, varint
 
 _NET = caffe_pb2.NetParameter.DESCRIPTOR.fields_by_name
 _V2_LAYER = _NET["layer"].number  # 100
@@ -41,7 +43,7 @@ _DOUBLE_DATA = _BLOB["double_data"].number
 _SHAPE = _BLOB["shape"].number
 _SHAPE_DIM = caffe_pb2.BlobShape.DESCRIPTOR.fields_by_name["dim"].number
 
-_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+_LENGTH, _VARINT = LENGTH, VARINT
 
 
 class _Unsupported(Exception):
@@ -49,46 +51,21 @@ class _Unsupported(Exception):
 
 
 def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise _Unsupported
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
+    try:
+        return varint(data, pos, end)
+    except WireError:
+        raise _Unsupported from None
 
 
 def _signed(value: int) -> int:
-    """int32/int64 fields hold negatives as 64-bit two's complement."""
-    return value - (1 << 64) if value >= 1 << 63 else value
+    return signed(value)
 
 
-def _fields(data: bytes, start: int, end: int):
-    """(field number, wire type, value start, value end) of each field in ``data[start:end]``."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(data, pos, end)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise _Unsupported
-        if wire == _VARINT:
-            _, after = _varint(data, pos, end)
-        elif wire == _LENGTH:
-            length, pos = _varint(data, pos, end)
-            after = pos + length
-        elif wire == _FIXED64:
-            after = pos + 8
-        elif wire == _FIXED32:
-            after = pos + 4
-        else:  # groups: never in Caffe's schema
-            raise _Unsupported
-        if after > end:
-            raise _Unsupported
-        yield number, wire, pos, after
-        pos = after
+def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    try:
+        yield from fields(data, start, end)
+    except WireError:
+        raise _Unsupported from None
 
 
 @dataclass

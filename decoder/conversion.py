@@ -22,6 +22,7 @@ import onnx
 
 from decoder.caffe_io import CaffeNet, load_net, read_binaryproto
 from decoder.converter import DEFAULT_OPSET, ConvertedGraph, convert_net
+from decoder.cost import model_cost
 from decoder.errors import DecoderError
 from decoder.heads import CLASSIFIER, head_kind, per_image_shape
 from decoder.job import job_metadata
@@ -385,6 +386,7 @@ def convert(
     if spec is not None:
         spec = spec.with_changes(provenance={**spec.provenance, "score_output": score.provenance})
     props = graph_metadata(graph, net, score)
+    props.update(model_cost(graph.model).to_metadata())  # what the runtime sizes batches and threads by
     if spec is not None:
         props.update(spec.to_metadata())
     props.update(job_metadata(sources.info, sources.origin))  # DIGITS job id and name, for `decode serve`

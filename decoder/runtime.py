@@ -18,6 +18,7 @@ that many images per call by :meth:`Model.run`, the last call padded and the pad
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from decoder import execution, wire
+from decoder.cost import ModelCost
 from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
 from decoder.heads import CLASSIFIER, describe_outputs, head_kind, per_image_shape
@@ -37,14 +40,11 @@ if TYPE_CHECKING:
 
 ImageItem = str | os.PathLike[str] | np.ndarray
 
-#: Most images per ONNX Runtime call: past 256 LeNet's throughput is flat (scripts/benchmark.py).
-MAX_BATCH_SIZE = 256
-#: Bytes of float32 input per batch that the automatic batch size aims under; with up to
-#: ``workers + 1`` batches in flight, that bounds the pipeline's memory for large images.
-BATCH_BYTES = 32 * 2**20
-#: Threads taking batches from file to scores concurrently (measured: see scripts/benchmark.py).
-DEFAULT_WORKERS = 2
-#: ONNX Runtime intra-op threads per session call for the worker pipeline (see :func:`_session_options`).
+#: Most images per ONNX Runtime call (see :mod:`decoder.execution` for how a model's batch is sized).
+MAX_BATCH_SIZE = execution.MAX_BATCH_SIZE
+#: Pipeline worker threads of small nets (LeNet class); large nets decode ahead with one.
+DEFAULT_WORKERS = execution.SMALL_WORKERS
+#: ONNX Runtime intra-op threads per call when small nets run in the worker pipeline.
 PIPELINE_THREADS = 1
 
 
@@ -108,29 +108,17 @@ class GraphInfo:
         return cls(tuple(output_names), sorted(output_names)[-1], False, ())
 
 
-def _session_options(threads: int | None) -> Any:
-    """Session options chosen by measurement (scripts/benchmark.py --explore, 2-core machine).
+def _input_values(spec: PreprocessSpec | None) -> int | None:
+    return None if spec is None else spec.channels * spec.height * spec.width
 
-    - ``ORT_ENABLE_EXTENDED``, not ``ALL``: ``ALL`` adds the NCHWc layout transform, whose
-      16-channel blocks pad LeNet's 50-channel conv2 to 64 and add reorder nodes; it
-      measured ~15% slower on the DIGITS LeNet (23k vs 27k images/s at batch 64).
-    - intra-op threads: ONNX Runtime's default (one per core) unless ``threads``, so a
-      lone big call (``model.run`` on a large blob) uses every core. The CLI's worker
-      pipeline asks for :data:`PIPELINE_THREADS` (one): it already runs one session call per
-      worker thread, so the cores are kept busy by concurrent calls rather than by ONNX
-      Runtime's own pool: two callers with one thread each compute as fast as one caller
-      with two (LeNet, batch 256: 0.39 vs 0.37 s for 10,000 images), and with no pool there
-      is no spin-waiting to steal the core from the thread decoding the next batch (end to
-      end in-process: 0.59 vs 0.74 s, 1.08 vs 1.44 CPU-seconds).
-    """
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return options
+def _spec_input_values(props: dict[str, str]) -> int | None:
+    """C*H*W from the stored ``decoder.spec``, read leniently (the full check comes later)."""
+    try:
+        body = json.loads(props[SPEC_KEY])
+        return int(body["channels"]) * int(body["height"]) * int(body["width"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -142,18 +130,40 @@ def _first_line(exc: BaseException) -> str:
 class Model:
     """A converted model ready to predict: ONNX Runtime session + preprocessing + labels."""
 
-    def __init__(self, session: Any, spec: PreprocessSpec | None, graph: GraphInfo, path: str) -> None:
+    def __init__(
+        self,
+        session: Any,
+        spec: PreprocessSpec | None,
+        graph: GraphInfo,
+        path: str,
+        plan: execution.RunPlan | None = None,
+    ) -> None:
         self.session = session
         self.spec = spec
         self.graph = graph
         self.path = path
         self.input_name = session.get_inputs()[0].name
+        #: Batch size, pipeline shape and session options chosen for this model (decoder.execution).
+        self.plan = plan or execution.plan_for(None, _input_values(spec))
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], spec: PreprocessSpec | None = None, threads: int | None = None
+        cls,
+        path: str | os.PathLike[str],
+        spec: PreprocessSpec | None = None,
+        threads: int | None = None,
+        providers: str | list[str] | tuple[str, ...] | None = None,
+        pipeline: bool = False,
     ) -> Model:
-        """Open a .onnx; ``spec`` replaces the preprocessing stored in it (needed for foreign models)."""
+        """Open a .onnx; ``spec`` replaces the preprocessing stored in it (needed for foreign models).
+
+        ``threads``: ONNX Runtime intra-op threads per call (default: one per core, or with
+        ``pipeline=True`` what suits this model in the worker pipeline of :meth:`predict_batches`:
+        one for small nets, whose two workers run concurrent calls, every core for large ones).
+        ``providers``: a ``--device`` name (``cpu``, ``cuda``, ``tensorrt``...) or ONNX Runtime
+        provider names; one this onnxruntime lacks is a DecoderError listing those it has.
+        The graph optimization level follows the model's cost (see :mod:`decoder.execution`).
+        """
         import onnxruntime as ort
 
         p = Path(path)
@@ -161,10 +171,20 @@ class Model:
             raise DecoderError("is a directory, expected a .onnx model", p)
         if not p.is_file():
             raise DecoderError("model file not found", p)
+        chosen = execution.resolve_providers(providers)
+        # The settings depend on the model's stored cost, read before ONNX Runtime opens the file.
+        props = wire.onnx_metadata(p) or {}
+        plan = execution.plan_for(ModelCost.from_metadata(props), _spec_input_values(props))
+        if threads is None and pipeline:
+            threads = plan.pipeline_threads
         try:
-            session = ort.InferenceSession(str(p), _session_options(threads), providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(p), execution.session_options(plan.optimization, threads), providers=chosen
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", p) from None
+        if chosen[0] not in session.get_providers():  # ONNX Runtime falls back to the CPU silently
+            raise DecoderError(f"ONNX Runtime could not start {chosen[0]} (missing GPU libraries or driver?)", p)
         props = dict(session.get_modelmeta().custom_metadata_map)
         outputs = [o.name for o in session.get_outputs()]
         shapes = {o.name: list(o.shape) for o in session.get_outputs()}
@@ -172,7 +192,9 @@ class Model:
             # Ours without a spec is a net whose input is no image (e.g. MTCNN's 15-channel
             # L-Net): it runs on blobs. A foreign file gets the message saying what is missing.
             spec = PreprocessSpec.from_metadata(props, str(p))
-        return cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p), shapes), str(p))
+        if spec is not None and ModelCost.from_metadata(props) is None:
+            plan = execution.plan_for(None, _input_values(spec))  # a foreign model: judged by its input
+        return cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p), shapes), str(p), plan)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -265,21 +287,28 @@ class Model:
     ) -> Iterator[BatchResult]:
         """Results one batch at a time, in input order, broken images reported instead of raised.
 
-        Each batch is one NCHW session call. With ``kind="thread"`` (the default), each of
-        ``workers`` threads takes a batch from file to scores - decoding, preprocessing and
-        the ONNX Runtime call, all of which release the GIL - while this thread turns scores
-        into labels; with ``kind="process"`` the processes preprocess and this thread runs
-        the model. ``workers=None`` picks :data:`DEFAULT_WORKERS`; ``0`` does everything here.
-        ``batch_size=None`` picks :meth:`default_batch_size`. The fastest pipeline on few
-        cores comes from a model loaded with ``threads=PIPELINE_THREADS``, as the CLI does.
+        Each batch is one NCHW session call. ``workers`` threads decode and preprocess batches
+        ahead (``kind="process"``: processes); for a small net each worker also runs its own
+        batch through ONNX Runtime, for a large one this thread does, one batch at a time with
+        every core (:attr:`plan`). ``workers=None`` and ``batch_size=None`` take the plan's;
+        ``workers=0`` does everything here. The fastest pipeline comes from a model loaded
+        with ``pipeline=True``, as the CLI does.
         """
         from decoder.batching import prepared_batches
 
         self.require_classifier()
         spec = self._require_spec()
-        workers = DEFAULT_WORKERS if workers is None else workers
+        workers = self.plan.workers if workers is None else workers
         batch_size = batch_size or self.default_batch_size()
-        for batch in prepared_batches(items, spec, batch_size, workers, kind, infer=self.probabilities):
+        for batch in prepared_batches(
+            items,
+            spec,
+            batch_size,
+            workers,
+            kind,
+            infer=self.probabilities,
+            infer_in_workers=self.plan.infer_in_workers,
+        ):
             # every image of a batch may have failed: then there are no scores
             probabilities = batch.scores if batch.scores is not None else np.empty((0, len(self.labels)))
             yield BatchResult(batch.names, batch.positions, probabilities, batch.failures, self.labels, top_k)
@@ -341,18 +370,14 @@ class Model:
         return list(self.predict_iter(items, top_k=top_k, batch_size=batch_size, workers=workers))
 
     def default_batch_size(self) -> int:
-        """Images per call when none is given: the largest power of two up to :data:`MAX_BATCH_SIZE`
-        whose input blob stays under :data:`BATCH_BYTES` (256 for 28x28 digits, 32 for 227x227 colour).
+        """Images per call when none is given: the plan's, from the model's activation memory per image.
 
-        Measured on the DIGITS LeNet (scripts/benchmark.py): 256 gave ~20% more images/s end
-        to end than 64 (fewer per-batch Python steps), and compute alone is flat from 64 up.
+        The largest power of two up to :data:`MAX_BATCH_SIZE` whose activations and waiting
+        inputs fit :data:`decoder.execution.BATCH_MEMORY` (LeNet: 256, ResNet-50: 4); see
+        :func:`decoder.execution.batch_size_for`.
         """
-        spec = self._require_spec()
-        per_image = 4 * spec.channels * spec.height * spec.width
-        size = 1
-        while size * 2 <= MAX_BATCH_SIZE and size * 2 * per_image <= BATCH_BYTES:
-            size *= 2
-        return size
+        self._require_spec()
+        return self.plan.batch_size
 
     def _require_spec(self) -> PreprocessSpec:
         if self.spec is None:

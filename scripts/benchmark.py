@@ -1,21 +1,29 @@
-"""Performance figures for the README (issue 5), all measured in one run on this machine.
+"""Speed and memory on the benchmark ladder, every comparison measured in one run on this machine.
 
-1. Compute: the converted DIGITS LeNet in ONNX Runtime (our session options) against the
-   same Caffe files in OpenCV 4 dnn (``readNetFromCaffe``), at batch 1 and at each one's
-   best batch, on the same preprocessed MNIST blob.
-2. End to end: ``decode DIR --model lenet.onnx --json`` over 10,000 MNIST PNGs (28x28, DIGITS
-   polarity) against a naive loop (cv2.imread, mean subtraction, one OpenCV dnn forward per
-   image), both as fresh processes, start-up included; accuracy of both.
-3. Cold start: ``decode one.png --model lenet.onnx``, median of several runs.
-4. The machine's sgemm rate (numpy float32 matmul) and the fraction of it LeNet reaches at
-   4.59 MFLOP per image.
+The ladder (``scripts/model_zoo.py``): LeNet, CIFAR-10 quick, AlexNet, GoogLeNet, ResNet-50,
+VGG-16 - the standard deploy nets with seeded random weights (speed does not depend on
+trained values), written by our own Caffe writer. For each model:
 
-``--explore`` adds the measurements behind the defaults: ONNX Runtime session options,
-batch size, and the preprocessing pool (threads or processes, how many).
+1. Conversion: ``decode convert`` as a fresh process, its peak RSS against the caffemodel's size.
+2. Compute, on one preprocessed blob: plain ONNX Runtime with its default session options at
+   batch 1 and at its best batch, ``decoder.Model.run`` (``Model.load`` defaults), OpenCV dnn
+   ``readNetFromCaffe`` of the same Caffe files; images/s.
+3. End to end, fresh processes, start-up included: ``decode DIR --json`` against a naive loop
+   (``cv2.imread``, ``cv2.resize``, mean subtraction, one OpenCV forward per image), over
+   JPEG photos (about 500x375; colour models) or the 10,000 MNIST test digits (LeNet, when
+   ../shared has them); the peak RSS of each process, and of ``decode`` on a list naming the
+   photos 10x over. The photos are generated at run time from the sample photographs
+   scikit-image ships (random crops, flips), or rendered when it is absent: nothing
+   third-party is stored in the repository.
+4. LeNet only: cold start of ``decode one.png``; the machine's sgemm rate.
 
-The machine may be shared: every comparison interleaves its two sides and reports
-medians, so load hits both alike; the load average is printed with the results.
-Run: ``python scripts/benchmark.py [--shared ../shared] [--explore]``.
+``--explore`` adds the measurements behind :mod:`decoder.execution`'s choices: ONNX Runtime
+optimization level x threads per model, and the pipeline's shape on photos.
+
+The machine may be shared: comparisons interleave their sides and report medians; the load
+average is printed beside the figures. VGG-16 is slow on 2 cores: choose the ladder with
+``--models lenet,resnet50`` and shorten everything with ``--quick``.
+Run: ``python scripts/benchmark.py [--models ...] [--quick] [--images 400] [--markdown FILE]``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -30,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,31 +49,30 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-LENET_FLOP = 4.59e6  # conv1 0.58 + conv2 3.2 + ip1 0.8 + ip2 0.01 MFLOP (2 per multiply-add)
-BATCHES = (1, 8, 16, 32, 64, 128, 256, 512)
+from scripts.model_zoo import LADDER, ZooFiles, write_model  # noqa: E402
+
+SMALL_BATCHES = (1, 8, 32, 64, 128, 256)
+LARGE_BATCHES = (1, 2, 4, 8, 16)
+PHOTO_SIZE = (500, 375)
 
 NAIVE_LOOP = """
-import sys, glob, os
+import sys, os
 import numpy as np, cv2
 folder, prototxt, caffemodel, mean_path, out = sys.argv[1:]
 net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
-mean = np.load(mean_path)
+mean = np.load(mean_path)  # (C, H, W) float32, BGR
+channels, height, width = mean.shape
+flag = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
 labels = []
-for path in sorted(glob.glob(os.path.join(folder, "*.png"))):
-    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE).astype(np.float32) - mean
-    net.setInput(image[np.newaxis, np.newaxis])
+for name in sorted(os.listdir(folder)):
+    image = cv2.imread(os.path.join(folder, name), flag)
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    blob = image.reshape(height, width, channels).transpose(2, 0, 1).astype(np.float32) - mean
+    net.setInput(blob[np.newaxis])
     labels.append(int(net.forward().argmax()))
 open(out, "w").write("\\n".join(map(str, labels)))
 """
-
-
-def median_time(function: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def interleaved(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -77,87 +86,29 @@ def interleaved(functions: dict[str, Callable[[], object]], repeats: int) -> dic
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-# --------------------------------------------------------------------------- setup
+#: Runs its arguments as a command and writes that command's peak RSS (KiB) to the file named first.
+#: Linux carries a process's peak RSS across fork and exec, so a child of this (big) benchmark
+#: process would report at least the benchmark's own size; this small launcher (~10 MB) does not.
+LAUNCHER = """
+import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
-def prepare(shared: Path, work: Path) -> dict[str, Path | np.ndarray]:
-    """Convert the DIGITS LeNet, write the 10,000 MNIST PNGs and the blob OpenCV and ORT share."""
-    from PIL import Image
-
-    from decoder.caffe_io import read_binaryproto
-    from decoder.cli.main import main
-
-    model_dir = shared / "models" / "digits_lenet_mnist_eagleeye"
-    onnx_path = work / "lenet.onnx"
-    if main(["convert", str(model_dir / "digits_model.tar.gz"), "-o", str(onnx_path)]) != 0:
-        raise SystemExit("conversion failed")
-    images = np.frombuffer(
-        gzip.decompress((shared / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes())[16:], np.uint8
-    )
-    images = 255 - images.reshape(-1, 28, 28)  # DIGITS polarity: dark digits on white
-    truth = np.frombuffer(gzip.decompress((shared / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:], np.uint8)
-    digits = work / "digits"
-    digits.mkdir(exist_ok=True)
-    for index, image in enumerate(images):
-        Image.fromarray(image).save(digits / f"{index:05d}.png")
-    mean = read_binaryproto(model_dir / "mean.binaryproto").reshape(28, 28).astype(np.float32)
-    np.save(work / "mean.npy", mean)
-    blob = (images.astype(np.float32) - mean)[:, np.newaxis]
-    return {
-        "onnx": onnx_path,
-        "digits": digits,
-        "one": digits / "00000.png",
-        "prototxt": model_dir / "deploy.prototxt",
-        "caffemodel": model_dir / "snapshot_iter_21120.caffemodel",
-        "mean": work / "mean.npy",
-        "blob": blob,
-        "truth": truth,
-    }
-
-
-# --------------------------------------------------------------------------- 1. compute
-
-
-def compute(files: dict, repeats: int) -> dict[str, object]:
-    import cv2
-
-    from decoder.runtime import Model
-
-    # One caller here, so ONNX Runtime gets every core (OpenCV dnn uses them all too); the
-    # pipeline's default of one thread per call reaches the same rate with concurrent calls.
-    model = Model.load(files["onnx"], threads=os.cpu_count())
-    net = cv2.dnn.readNetFromCaffe(str(files["prototxt"]), str(files["caffemodel"]))
-    blob: np.ndarray = files["blob"]
-
-    def ort_pass(batch: int, count: int) -> Callable[[], None]:
-        def run() -> None:
-            for start in range(0, count, batch):
-                model.run(blob[start : start + batch], [model.graph.score_output])
-
-        return run
-
-    def opencv_pass(batch: int, count: int) -> Callable[[], None]:
-        def run() -> None:
-            for start in range(0, count, batch):
-                net.setInput(blob[start : start + batch])
-                net.forward()
-
-        return run
-
-    rows = []
-    for batch in BATCHES:
-        count = max(512, 8 * batch) if batch > 1 else 512
-        ort_pass(batch, batch)()  # warm-up: arenas and kernels
-        opencv_pass(batch, batch)()
-        seconds = interleaved({"ort": ort_pass(batch, count), "opencv": opencv_pass(batch, count)}, repeats)
-        rows.append((batch, count / seconds["ort"], count / seconds["opencv"]))
-        print(f"  batch {batch:4d}: ONNX Runtime {rows[-1][1]:9,.0f} img/s   OpenCV dnn {rows[-1][2]:9,.0f} img/s")
-    best_ort = max(rows, key=lambda r: r[1])
-    best_cv = max(rows, key=lambda r: r[2])
-    return {"rows": rows, "best_ort": best_ort, "best_cv": best_cv}
-
-
-# --------------------------------------------------------------------------- 2. end to end
+def run_measured(command: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, int]:
+    """Run ``command``; its wall time and its own peak RSS in bytes (through :data:`LAUNCHER`)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, report.name, *command], stdout=stdout, stderr=subprocess.PIPE
+        )
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr.decode(errors='replace')}")
+        return seconds, int(report.read()) * 1024
 
 
 def decode_command() -> list[str]:
@@ -166,206 +117,358 @@ def decode_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "decoder.cli.main"]
 
 
-def end_to_end(files: dict, work: Path, repeats: int) -> dict[str, object]:
-    decode_out = work / "decode.jsonl"
-    naive_out = work / "naive.txt"
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def write_photos(folder: Path, count: int, seed: int = 0) -> Path:
+    """``count`` JPEG photos of about 500x375: crops of scikit-image's sample photos, else rendered scenes."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sources: list[Image.Image] = []
+    try:
+        from skimage import data
+
+        for name in ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "hubble_deep_field", "retina"):
+            sources.append(Image.fromarray(np.asarray(getattr(data, name)())[..., :3]))
+    except Exception:  # scikit-image absent (or a sample missing): render scenes instead
+        sources = []
+    for index in range(count):
+        width, height = PHOTO_SIZE if rng.random() < 0.75 else PHOTO_SIZE[::-1]
+        if sources:
+            source = sources[index % len(sources)]
+            scale = rng.uniform(0.55, 1.0)
+            crop_w = int(min(source.width, source.height * width / height) * scale)
+            crop_h = int(crop_w * height / width)
+            left = int(rng.integers(0, source.width - crop_w + 1))
+            top = int(rng.integers(0, source.height - crop_h + 1))
+            image = source.crop((left, top, left + crop_w, top + crop_h)).resize((width, height), Image.BILINEAR)
+            if rng.random() < 0.5:
+                image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        else:
+            gradient = np.linspace(0, 255, width, dtype=np.float32)[None, :, None] * rng.uniform(0.2, 1.0, 3)
+            pixels = np.broadcast_to(gradient, (height, width, 3)) + rng.normal(0, 12, (height, width, 3))
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+            draw = ImageDraw.Draw(image)
+            for _ in range(12):
+                x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+                box = (x0, y0, x0 + int(rng.integers(20, 200)), y0 + int(rng.integers(20, 200)))
+                draw.ellipse(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+            image = image.filter(ImageFilter.GaussianBlur(1.2))
+        image.save(folder / f"photo_{index:05d}.jpg", quality=90)
+    return folder
+
+
+def write_digits(shared: Path, folder: Path) -> tuple[Path, np.ndarray] | None:
+    """The 10,000 MNIST test digits as PNGs in DIGITS's polarity, when ../shared has them."""
+    from PIL import Image
+
+    images_path = shared / "mnist" / "t10k-images-idx3-ubyte.gz"
+    if not images_path.exists():
+        return None
+    images = np.frombuffer(gzip.decompress(images_path.read_bytes())[16:], np.uint8).reshape(-1, 28, 28)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(255 - images):  # dark digits on white
+        Image.fromarray(image).save(folder / f"{index:05d}.png")
+    return folder, images
+
+
+# --------------------------------------------------------------------------- per model
+
+
+@dataclass
+class Result:
+    """Every figure measured for one ladder model."""
+
+    name: str
+    parameters: int = 0
+    multiply_adds: int = 0
+    caffemodel_bytes: int = 0
+    convert_seconds: float = 0.0
+    convert_rss: int = 0
+    ort_batch1: float = 0.0
+    ort_best: tuple[int, float] = (0, 0.0)
+    run_batch1: float = 0.0
+    run_best: tuple[int, float] = (0, 0.0)
+    opencv_batch1: float = 0.0
+    opencv_best: tuple[int, float] = (0, 0.0)
+    images: int = 0
+    image_kind: str = ""
+    decode_seconds: float = 0.0
+    naive_seconds: float = 0.0
+    decode_rss: int = 0
+    naive_rss: int = 0
+    decode_rss_10x: int = 0
+    agreement: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def decode_rate(self) -> float:
+        return self.images / self.decode_seconds if self.decode_seconds else 0.0
+
+    @property
+    def naive_rate(self) -> float:
+        return self.images / self.naive_seconds if self.naive_seconds else 0.0
+
+
+def convert(files: ZooFiles, output: Path, result: Result) -> None:
+    command = [*decode_command(), "convert", str(files.folder), "-o", str(output)]
+    result.convert_seconds, result.convert_rss = run_measured(command)
+    result.caffemodel_bytes = files.caffemodel.stat().st_size
+    print(
+        f"  convert: {result.convert_seconds:.1f} s, peak RSS {result.convert_rss / 2**20:,.0f} MB = "
+        f"{result.convert_rss / result.caffemodel_bytes:.2f}x the {result.caffemodel_bytes / 2**20:,.0f} MB "
+        f"caffemodel ({load()})"
+    )
+
+
+def compute(files: ZooFiles, onnx_path: Path, result: Result, quick: bool, repeats: int) -> None:
+    import cv2
+    import onnxruntime as ort
+
+    from decoder.runtime import Model
+
+    model = Model.load(onnx_path)
+    result.multiply_adds = model.plan.cost.multiply_adds if model.plan.cost else 0
+    plain = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])  # ORT's defaults
+    net = cv2.dnn.readNetFromCaffe(str(files.prototxt), str(files.caffemodel))
+    small = model.plan.small
+    batches = SMALL_BATCHES if small else LARGE_BATCHES
+    budget = (1024 if quick else 4096) if small else max(2, int((8 if quick else 24) * 4e9 / result.multiply_adds))
+    shape = files.input_shape
+    blob = np.random.default_rng(0).uniform(-100, 100, (max(batches), *shape)).astype(np.float32)
+    feed = plain.get_inputs()[0].name
+
+    def passes(batch: int, count: int) -> dict[str, Callable[[], None]]:
+        def ort_pass() -> None:
+            for _ in range(count // batch):
+                plain.run(None, {feed: blob[:batch]})
+
+        def run_pass() -> None:
+            for _ in range(count // batch):
+                model.run(blob[:batch])
+
+        def opencv_pass() -> None:
+            for _ in range(count // batch):
+                net.setInput(blob[:batch])
+                net.forward()
+
+        return {"ort": ort_pass, "run": run_pass, "opencv": opencv_pass}
+
+    rows = []
+    for batch in batches:
+        count = batch * max(1, math.ceil(budget / batch))
+        for warm in passes(batch, batch).values():
+            warm()
+        seconds = interleaved(passes(batch, count), repeats)
+        rates = {name: count / value for name, value in seconds.items()}
+        rows.append((batch, rates))
+        print(
+            f"  batch {batch:3d}: ORT default {rates['ort']:9,.1f}  Model.run {rates['run']:9,.1f}  "
+            f"OpenCV dnn {rates['opencv']:9,.1f} img/s ({load()})"
+        )
+    result.ort_batch1, result.run_batch1, result.opencv_batch1 = (rows[0][1][k] for k in ("ort", "run", "opencv"))
+    for key, attribute in (("ort", "ort_best"), ("run", "run_best"), ("opencv", "opencv_best")):
+        batch, rates = max(rows, key=lambda row, key=key: row[1][key])
+        setattr(result, attribute, (batch, rates[key]))
+
+
+def end_to_end(
+    files: ZooFiles, onnx_path: Path, images: Path, work: Path, result: Result, repeats: int, rss_10x: bool
+) -> None:
+    from decoder.caffe_io import read_binaryproto
+
+    mean_path = work / f"{result.name}-mean.npy"
+    np.save(mean_path, read_binaryproto(files.mean).reshape(files.input_shape).astype(np.float32))
+    decode_out, naive_out = work / f"{result.name}-decode.jsonl", work / f"{result.name}-naive.txt"
+    rss: dict[str, int] = {}
 
     def run_decode() -> None:
         with decode_out.open("w") as handle:
-            subprocess.run(
-                [*decode_command(), str(files["digits"]), "--model", str(files["onnx"]), "--json"],
-                stdout=handle,
-                stderr=subprocess.DEVNULL,
-                check=True,
+            _, rss["decode"] = run_measured(
+                [*decode_command(), str(images), "--model", str(onnx_path), "--json", "-q"], stdout=handle
             )
 
     def run_naive() -> None:
-        arguments = [files["digits"], files["prototxt"], files["caffemodel"], files["mean"], naive_out]
-        subprocess.run([sys.executable, "-c", NAIVE_LOOP, *map(str, arguments)], check=True)
+        arguments = [images, files.prototxt, files.caffemodel, mean_path, naive_out]
+        _, rss["naive"] = run_measured([sys.executable, "-c", NAIVE_LOOP, *map(str, arguments)])
 
     seconds = interleaved({"decode": run_decode, "naive": run_naive}, repeats)
-    truth: np.ndarray = files["truth"]
-    ours = np.array([json.loads(line)["index"] for line in decode_out.read_text().splitlines()])
-    naive = np.array([int(v) for v in naive_out.read_text().split()])
-    return {
-        "seconds": seconds,
-        "accuracy_decode": float(np.mean(ours == truth)),
-        "accuracy_naive": float(np.mean(naive == truth)),
-        "agreement": float(np.mean(ours == naive)),
-        "count": len(ours),
-    }
-
-
-# --------------------------------------------------------------------------- 3. cold start
-
-
-def cold_start(files: dict, work: Path, runs: int) -> dict[str, float]:
-    command = [*decode_command(), str(files["one"]), "--model", str(files["onnx"])]
-    environments = {"as configured": dict(os.environ)}
-    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        # This environment never writes .pyc files, so every start recompiles our modules;
-        # an installed package has them. Measure both.
-        warm = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        warm["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-        environments["with bytecode cache"] = warm
-    results = {}
-    for name, environment in environments.items():
-        subprocess.run(command, env=environment, capture_output=True, check=True)  # warm the page cache / pyc
-        results[name] = median_time(
-            lambda environment=environment: subprocess.run(command, env=environment, capture_output=True, check=True),
-            runs,
-        )
-    results["python -c pass"] = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs)
-    results["python -c 'import numpy, onnxruntime'"] = median_time(
-        lambda: subprocess.run([sys.executable, "-c", "import numpy, onnxruntime"], check=True), runs
+    result.decode_seconds, result.naive_seconds = seconds["decode"], seconds["naive"]
+    result.decode_rss, result.naive_rss = rss["decode"], rss["naive"]
+    ours = [json.loads(line)["index"] for line in decode_out.read_text().splitlines()]
+    naive = [int(v) for v in naive_out.read_text().split()]
+    result.images = len(ours)
+    result.agreement = float(np.mean(np.array(ours) == np.array(naive))) if len(ours) == len(naive) else 0.0
+    print(
+        f"  end to end, {result.images} {result.image_kind}: decode DIR {result.decode_rate:,.1f} img/s "
+        f"(peak RSS {result.decode_rss / 2**20:,.0f} MB), naive OpenCV loop {result.naive_rate:,.1f} img/s "
+        f"(peak RSS {result.naive_rss / 2**20:,.0f} MB) -> {result.naive_seconds / result.decode_seconds:.2f}x; "
+        f"same label for {100 * result.agreement:.1f}% ({load()})"
     )
-    return results
+    if rss_10x:
+        listing = work / f"{result.name}-10x.txt"
+        names = sorted(p.name for p in images.iterdir())
+        listing.write_text("".join(f"{images / n}\n" for _ in range(10) for n in names))
+        seconds_10x, result.decode_rss_10x = run_measured(
+            [*decode_command(), str(listing), "--model", str(onnx_path), "--json", "-q"]
+        )
+        print(
+            f"  decode on 10x the images ({10 * len(names)}): {10 * len(names) / seconds_10x:,.1f} img/s, "
+            f"peak RSS {result.decode_rss_10x / 2**20:,.0f} MB"
+        )
 
 
-# --------------------------------------------------------------------------- 4. sgemm
+# --------------------------------------------------------------------------- LeNet extras
 
 
-def sgemm_rate(repeats: int) -> tuple[float, int]:
-    best = (0.0, 0)
-    for size in (512, 1024, 2048):
+def cold_start(onnx_path: Path, image: Path, runs: int) -> float:
+    command = [*decode_command(), str(image), "--model", str(onnx_path)]
+    subprocess.run(command, capture_output=True, check=True)  # page cache, .pyc
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sgemm_rate() -> float:
+    best = 0.0
+    for size in (1024, 2048):
         a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
         b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
         a @ b
-        seconds = min(median_time(lambda a=a, b=b: a @ b, repeats) for _ in range(2))
-        best = max(best, (2 * size**3 / seconds, size))
+        seconds = min(interleaved({"mm": lambda a=a, b=b: a @ b}, 5).values())
+        best = max(best, 2 * size**3 / seconds)
     return best
 
 
 # --------------------------------------------------------------------------- explore
 
 
-def explore(files: dict, repeats: int) -> None:
+def explore(onnx_path: Path, small: bool, repeats: int) -> None:
+    """Optimization level x intra-op threads (x spinning) on this model, at the plan's batch size."""
     import onnxruntime as ort
 
-    blob: np.ndarray = files["blob"]
-    print("\nONNX Runtime session options (img/s, compute only, median):")
-    levels = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
+    from decoder.execution import session_options
+    from decoder.runtime import Model
+
+    batch = Model.load(onnx_path).plan.batch_size
     sessions = {}
-    for level_name, level in levels.items():
-        for threads in (1, 2):
-            for spinning in (True, False):
-                options = ort.SessionOptions()
-                options.graph_optimization_level = level
-                options.intra_op_num_threads = threads
-                options.log_severity_level = 3
-                if not spinning:
-                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                name = f"{level_name:8s} threads={threads} spin={'on ' if spinning else 'off'}"
-                sessions[name] = ort.InferenceSession(str(files["onnx"]), options, providers=["CPUExecutionProvider"])
-    feed_name = next(iter(sessions.values())).get_inputs()[0].name
-    for batch in (64, 256):
-        count = 2048
-
-        def runner(session: Any, batch: int = batch, count: int = count) -> Callable[[], None]:
-            return lambda: [session.run(None, {feed_name: blob[s : s + batch]}) for s in range(0, count, batch)]
-
-        seconds = interleaved({name: runner(session) for name, session in sessions.items()}, repeats)
-        for name, value in seconds.items():
-            print(f"  batch {batch:3d}  {name}: {count / value:9,.0f}")
-
-    print("\n`decode DIR --json` in-process (no interpreter start-up), 10,000 PNGs (img/s, median):")
-    from decoder.cli.main import main as decode_main
-
-    def cli(*options: str) -> Callable[[], None]:
-        def run() -> None:
-            saved = sys.stdout
-            with open(os.devnull, "w") as sink:
-                sys.stdout = sink
-                try:
-                    decode_main([str(files["digits"]), "--model", str(files["onnx"]), "--json", "-q", *options])
-                finally:
-                    sys.stdout = saved
-
-        return run
-
-    choices = {
-        "workers=0 (no pool)": cli("--workers", "0"),
-        "workers=1 threads": cli("--workers", "1"),
-        "workers=2 threads, ORT threads=1, batch 256 (default)": cli("--workers", "2"),
-        "workers=3 threads": cli("--workers", "3"),
-        "workers=4 threads": cli("--workers", "4"),
-        "workers=1 processes": cli("--workers", "1", "--pool", "process"),
-        "workers=2 processes": cli("--workers", "2", "--pool", "process"),
-        "workers=2, ORT threads=2": cli("--workers", "2", "--threads", "2"),
-        "workers=3, ORT threads=2": cli("--workers", "3", "--threads", "2"),
-        "workers=2, batch 32": cli("--batch-size", "32"),
-        "workers=2, batch 64": cli("--batch-size", "64"),
-        "workers=2, batch 128": cli("--batch-size", "128"),
+    for level in ("extended", "all"):
+        for threads in (1, None):
+            options = session_options(level, threads)
+            sessions[f"{level:8s} threads={threads or 'all'}"] = ort.InferenceSession(
+                str(onnx_path), options, providers=["CPUExecutionProvider"]
+            )
+    first = next(iter(sessions.values())).get_inputs()[0]
+    blob = np.random.default_rng(0).uniform(-100, 100, (batch, *first.shape[1:])).astype(np.float32)
+    count = batch * (max(1, 2048 // batch) if small else 2)
+    runs = {
+        name: (lambda s=session: [s.run(None, {first.name: blob}) for _ in range(count // batch)])
+        for name, session in sessions.items()
     }
-    for name, value in interleaved(choices, max(3, repeats // 2)).items():
-        print(f"  {name:54s} {10_000 / value:9,.0f}")
+    for session_run in runs.values():
+        session_run()
+    for name, seconds in interleaved(runs, repeats).items():
+        print(f"    batch {batch:3d} {name}: {count / seconds:9,.1f} img/s")
 
 
-# --------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------- report
+
+
+def markdown(results: list[Result], machine: str) -> str:
+    lines = [
+        f"Measured by `python scripts/benchmark.py` ({machine}). Images/s; peak RSS of each process.",
+        "",
+        "| model | mult-adds/img | ORT default b1 / best | `Model.run` best | vs ORT | OpenCV dnn best | vs OpenCV "
+        "| `decode DIR` | naive loop | ratio | % of `Model.run` | RSS decode / naive | convert RSS / caffemodel |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        e2e = r.decode_rate / r.run_best[1] if r.run_best[1] else 0.0
+        lines.append(
+            f"| {r.name} | {r.multiply_adds / 1e6:,.0f} M "
+            f"| {r.ort_batch1:,.1f} / {r.ort_best[1]:,.1f} (b{r.ort_best[0]}) "
+            f"| {r.run_best[1]:,.1f} (b{r.run_best[0]}) | {r.run_best[1] / r.ort_best[1]:.2f}x "
+            f"| {r.opencv_best[1]:,.1f} (b{r.opencv_best[0]}) | {r.run_best[1] / r.opencv_best[1]:.2f}x "
+            f"| {r.decode_rate:,.1f} | {r.naive_rate:,.1f} | {r.naive_seconds / r.decode_seconds:.2f}x "
+            f"| {100 * e2e:.0f}% "
+            f"| {r.decode_rss / 2**20:,.0f} / {r.naive_rss / 2**20:,.0f} MB "
+            f"| {r.convert_rss / 2**20:,.0f} MB / {r.caffemodel_bytes / 2**20:,.0f} MB "
+            f"({r.convert_rss / r.caffemodel_bytes:.2f}x) |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the ../shared data folder")
+    parser.add_argument("--models", default=",".join(LADDER), help=f"comma-separated, of: {', '.join(LADDER)}")
+    parser.add_argument("--quick", action="store_true", help="fewer images and repeats (a rough figure in minutes)")
+    parser.add_argument("--images", type=int, help="photos for the end-to-end runs [400; --quick 100]")
+    parser.add_argument("--repeats", type=int, help="repeats per measurement, medians [3; --quick 1]")
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the ../shared data (MNIST)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
-    parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (medians)")
-    parser.add_argument("--explore", action="store_true", help="also measure the choices behind the defaults")
+    parser.add_argument("--no-10x", action="store_true", help="skip decode's peak RSS on 10x the photos")
+    parser.add_argument("--explore", action="store_true", help="also measure the choices behind decoder.execution")
+    parser.add_argument("--markdown", type=Path, help="also write the summary table to this file")
     args = parser.parse_args()
-    if not (args.shared / "models" / "digits_lenet_mnist_eagleeye").is_dir():
-        raise SystemExit(f"needs the DIGITS LeNet and MNIST under {args.shared}")
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in LADDER]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(LADDER)}")
+    repeats = args.repeats or (1 if args.quick else 3)
+    photo_count = args.images or (100 if args.quick else 400)
+
+    import cv2
+    import onnxruntime as ort
+
+    machine = f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}, OpenCV {cv2.__version__}"
+    print(f"machine: {machine}; {load()} at start")
+    results = []
     with tempfile.TemporaryDirectory(prefix="decoder-bench-") as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        import cv2
-        import onnxruntime as ort
-
-        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
-        print(f"onnxruntime {ort.__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}")
-        files = prepare(args.shared, work)
-
-        print("\n1. compute throughput, same preprocessed blob (median of interleaved runs)")
-        result = compute(files, args.repeats)
-        b1 = result["rows"][0]
-        best_ort, best_cv = result["best_ort"], result["best_cv"]
-        print(f"  batch 1: ONNX Runtime {b1[1]:,.0f} img/s vs OpenCV {b1[2]:,.0f} img/s -> {b1[1] / b1[2]:.2f}x")
-        print(
-            f"  best:    ONNX Runtime {best_ort[1]:,.0f} img/s (batch {best_ort[0]}) vs OpenCV {best_cv[2]:,.0f} img/s "
-            f"(batch {best_cv[0]}) -> {best_ort[1] / best_cv[2]:.2f}x"
-        )
-
-        print("\n2. end to end, 10,000 MNIST PNGs, fresh processes (start-up included)")
-        e2e = end_to_end(files, work, max(3, args.repeats // 2))
-        seconds = e2e["seconds"]
-        count = e2e["count"]
-        print(
-            f"  decode DIR --json: {seconds['decode']:.2f} s ({count / seconds['decode']:,.0f} img/s), "
-            f"accuracy {100 * e2e['accuracy_decode']:.2f}%"
-        )
-        print(
-            f"  naive OpenCV loop: {seconds['naive']:.2f} s ({count / seconds['naive']:,.0f} img/s), "
-            f"accuracy {100 * e2e['accuracy_naive']:.2f}%"
-        )
-        print(f"  -> {seconds['naive'] / seconds['decode']:.2f}x; labels agree on {100 * e2e['agreement']:.2f}%")
-
-        print("\n3. cold start, `decode one.png --model lenet.onnx` (median)")
-        for name, value in cold_start(files, work, max(7, args.repeats)).items():
-            print(f"  {name}: {value:.3f} s")
-
-        print("\n4. sgemm")
-        rate, size = sgemm_rate(args.repeats)
-        reached = best_ort[1] * LENET_FLOP
-        print(f"  numpy float32 matmul ({size}x{size}): {rate / 1e9:.1f} GFLOP/s")
-        print(
-            f"  LeNet at {best_ort[1]:,.0f} img/s x 4.59 MFLOP = {reached / 1e9:.1f} GFLOP/s = "
-            f"{100 * reached / rate:.0f}% of sgemm"
-        )
-        if args.explore:
-            explore(files, args.repeats)
-        print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+        photos = None
+        for name in names:
+            print(f"\n{name}")
+            result = Result(name)
+            files = write_model(name, work / name)
+            result.parameters = files.parameters
+            onnx_path = work / f"{name}.onnx"
+            convert(files, onnx_path, result)
+            compute(files, onnx_path, result, args.quick, repeats)
+            digits = write_digits(args.shared, work / "digits") if files.input_shape[0] == 1 else None
+            if digits is not None:
+                images, result.image_kind = digits[0], "MNIST digits (28x28 PNG)"
+            else:
+                if photos is None:
+                    photos = write_photos(work / "photos", photo_count)
+                images, result.image_kind = photos, f"JPEG photos ({PHOTO_SIZE[0]}x{PHOTO_SIZE[1]})"
+            rss_10x = not args.no_10x and files.input_shape[0] != 1
+            end_to_end(files, onnx_path, images, work, result, repeats, rss_10x)
+            if name == "lenet":
+                first = next(iter(sorted(images.iterdir())))
+                print(f"  cold start, decode one image: {cold_start(onnx_path, first, 5 if args.quick else 9):.3f} s")
+                rate = sgemm_rate()
+                print(
+                    f"  sgemm {rate / 1e9:.0f} GFLOP/s; LeNet at {result.run_best[1]:,.0f} img/s = "
+                    f"{2 * result.multiply_adds * result.run_best[1] / rate * 100:.0f}% of it"
+                )
+            if args.explore:
+                print("  session options (compute only):")
+                explore(onnx_path, result.multiply_adds < 1e8, repeats)
+            results.append(result)
+        table = markdown(results, f"{machine}, {load()} at the end")
+        print("\n" + table)
+        if args.markdown:
+            args.markdown.write_text(table, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from decoder.cli.options import model_option
+from decoder.cli.options import device_option, model_option
 from decoder.decoding import Prediction, label_of
 from decoder.errors import DecoderError
 
@@ -94,20 +94,23 @@ def _number(value: float) -> str:
     "--batch-size",
     default=None,
     type=click.IntRange(1),
-    help="Images per ONNX Runtime call [default: up to 256, fewer for large images].",
+    help="Images per ONNX Runtime call [default: up to 256, fewer for nets with large activations].",
 )
 @click.option(
     "--workers",
     default=None,
     type=click.IntRange(0),
-    help="Threads taking batches from file to scores, overlapping decoding and inference [default: 2].",
+    help="Threads decoding batches ahead of inference (small nets: each also runs its batches) "
+    "[default: chosen for the model, 2 for small nets, 1 for large ones].",
 )
 @click.option(
     "--threads",
     default=None,
     type=click.IntRange(1),
-    help="ONNX Runtime threads per call [default: 1 with worker threads, one per core with --workers 0].",
+    help="ONNX Runtime threads per call [default: chosen for the model: 1 per worker for small nets, "
+    "every core for large ones].",
 )
+@device_option
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread", hidden=True)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of listing and skipping it.")
 @click.option(
@@ -131,6 +134,7 @@ def predict(
     batch_size: int | None,
     workers: int | None,
     threads: int | None,
+    device: str,
     pool: str,
     strict: bool,
     image_folder: str | None,
@@ -147,15 +151,13 @@ def predict(
     """
     from decoder.cli.inputs import expand_inputs
     from decoder.evaluation import Tally, require_matplotlib
-    from decoder.runtime import PIPELINE_THREADS, Model
+    from decoder.runtime import Model
 
     if output is not None and output.suffix.lower() not in OUTPUT_FORMATS:
         raise click.BadParameter("the file must end in .csv or .jsonl", param_hint="--output")
     if confusion is not None:
         require_matplotlib()
-    if threads is None and workers != 0:
-        threads = PIPELINE_THREADS  # the workers' concurrent calls keep the cores busy (measured)
-    model = Model.load(model_path, threads=threads)
+    model = Model.load(model_path, threads=threads, providers=device, pipeline=workers != 0)
     model.require_classifier()  # a detector's outputs are no label: one line, exit 2, before any work
     inputs = expand_inputs(images, model.labels, image_folder, model.num_classes)
     truths = [item.truth for item in inputs]

@@ -1,0 +1,183 @@
+"""How to run a given model on this machine: ONNX Runtime options, execution provider, batches, threads.
+
+One rule set for every model would be wrong by 2x somewhere (FACTS.md section 9): the
+settings tuned on LeNet (``ORT_ENABLE_EXTENDED``, one intra-op thread per call, two workers
+each taking a batch from file to scores) halve ResNet-50's rate, whose convolutions want
+``ORT_ENABLE_ALL`` (the NCHWc layout) and every core in one call. The choice is made from
+what one image costs the model (``decoder.cost`` metadata, written at conversion):
+
+- **small** nets (under :data:`SMALL_MULTIPLY_ADDS` per image, LeNet and CIFAR-10 class):
+  decoding an image costs about as much as the network, so both pipeline workers decode AND
+  infer, one intra-op thread each; ``ORT_ENABLE_EXTENDED``, whose plain NCHW kernels beat
+  NCHWc's 16-channel blocks on 20-50 channel layers (measured in scripts/benchmark.py).
+- **large** nets: the network is 85-95% of the time; one inference runs at a time with
+  every core (``ORT_ENABLE_ALL``) in the calling thread, while a worker thread decodes the
+  next batches (Pillow releases the GIL).
+
+Memory: a batch's activations, not its input, dominate a large net's memory (ResNet-50:
+9 MB per image inside against 0.6 MB of input), so the batch size is the largest power of
+two whose activations and input fit :data:`BATCH_MEMORY`, with at most ``workers + 1``
+prepared batches waiting.
+
+Models without the metadata (converted by an older version, or foreign files) are judged
+by their input size: up to 64x64 pixels counts as small.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from decoder.cost import ModelCost
+from decoder.errors import DecoderError
+
+#: Per-image multiply-adds below which a net counts as small (LeNet 2.3 M, CIFAR-10 quick 12 M;
+#: AlexNet, the lightest ImageNet net of the ladder, 724 M).
+SMALL_MULTIPLY_ADDS = 100_000_000
+#: Inputs up to this many values per image count as small when the cost is not stored (64x64x1).
+SMALL_INPUT_VALUES = 64 * 64
+#: Most images per ONNX Runtime call: past 256 LeNet's throughput is flat (scripts/benchmark.py).
+MAX_BATCH_SIZE = 256
+#: Bytes a batch may take inside the network (activations) plus as input, per inference in flight.
+BATCH_MEMORY = 64 * 2**20
+#: Pipeline workers (threads) for small nets: each decodes and infers its own batches.
+SMALL_WORKERS = 2
+#: Pipeline workers for large nets: decoding ahead while the caller's thread infers.
+LARGE_WORKERS = 1
+
+#: ``--device`` names and the ONNX Runtime execution providers they stand for.
+DEVICES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The settings chosen for one model (see the module docstring for why)."""
+
+    small: bool
+    optimization: str  # "extended" or "all"
+    workers: int  # pipeline worker threads
+    infer_in_workers: bool  # small nets: each worker infers its batch; large: the caller's thread does
+    pipeline_threads: int | None  # intra-op threads for a session driven by the pipeline (None: every core)
+    batch_size: int
+    cost: ModelCost | None = None
+
+
+def plan_for(cost: ModelCost | None, input_values: int | None) -> RunPlan:
+    """The settings for a model costing ``cost`` per image (``input_values``: C*H*W of its input)."""
+    if cost is not None:
+        small = cost.multiply_adds < SMALL_MULTIPLY_ADDS
+    else:
+        small = input_values is not None and input_values <= SMALL_INPUT_VALUES
+    input_bytes = 4 * (input_values or 0)
+    workers = SMALL_WORKERS if small else LARGE_WORKERS
+    return RunPlan(
+        small=small,
+        optimization="extended" if small else "all",
+        workers=workers,
+        infer_in_workers=small,
+        pipeline_threads=1 if small else None,
+        batch_size=batch_size_for(cost, input_bytes, workers),
+        cost=cost,
+    )
+
+
+def batch_size_for(cost: ModelCost | None, input_bytes: int, workers: int) -> int:
+    """The largest power of two up to :data:`MAX_BATCH_SIZE` whose memory per batch fits :data:`BATCH_MEMORY`.
+
+    Per image a batch holds its input in every waiting slot (``workers + 1``) and, while it
+    runs, the network's activations (estimated as twice the input when the cost is unknown).
+    """
+    activations = cost.activation_bytes if cost is not None else 2 * input_bytes
+    per_image = max(1, activations + (workers + 1) * input_bytes)
+    size = 1
+    while size * 2 <= MAX_BATCH_SIZE and size * 2 * per_image <= BATCH_MEMORY:
+        size *= 2
+    return size
+
+
+def session_options(optimization: str, threads: int | None) -> Any:
+    """ONNX Runtime options: the graph optimization level and intra-op threads (None: one per core).
+
+    Small nets with one thread per call also stop the pool from spinning: with no pool there
+    is no spin-waiting to steal the core from the thread decoding the next batch (LeNet end to
+    end in-process: 0.59 vs 0.74 s, 1.08 vs 1.44 CPU-seconds, scripts/benchmark.py --explore).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    levels = {
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    options.graph_optimization_level = levels[optimization]
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return options
+
+
+def resolve_providers(requested: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """ONNX Runtime provider names for ``requested`` (``--device`` names or provider names).
+
+    None means the CPU. Any other provider is followed by the CPU, which runs the nodes it
+    cannot. One that this onnxruntime build lacks is a DecoderError listing those it has.
+    """
+    import onnxruntime as ort
+
+    if requested is None:
+        return ["CPUExecutionProvider"]
+    names = [requested] if isinstance(requested, str) else list(requested)
+    available = ort.get_available_providers()
+    providers = []
+    for name in names:
+        provider = DEVICES.get(name.lower(), name)
+        if provider not in available:
+            offered = ", ".join(_device_name(p) for p in available)
+            hint = " (install onnxruntime-gpu for cuda/tensorrt)" if provider in _GPU_PROVIDERS else ""
+            raise DecoderError(f"device {name!r} is not available in this onnxruntime; available: {offered}{hint}")
+        providers.append(provider)
+    if "CPUExecutionProvider" not in providers:
+        providers.append("CPUExecutionProvider")
+    return providers
+
+
+_GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+
+
+def _device_name(provider: str) -> str:
+    short = next((name for name, p in DEVICES.items() if p == provider), None)
+    return f"{short} ({provider})" if short else provider
+
+
+def available_devices() -> list[str]:
+    """``--device`` names (or provider names) of what the installed onnxruntime offers."""
+    import onnxruntime as ort
+
+    return [
+        next((n for n, p in DEVICES.items() if p == provider), provider) for provider in ort.get_available_providers()
+    ]
+
+
+def input_values(spec_shape: tuple[int, int, int] | None) -> int | None:
+    """C*H*W of an image input, or None."""
+    return None if spec_shape is None else math.prod(spec_shape)
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
