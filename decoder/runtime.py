@@ -324,9 +324,17 @@ class Model:
         from decoder.batching import prepared_batches
 
         spec = self._require_spec()
-        workers = DEFAULT_WORKERS if workers is None else workers
+        workers = self.plan.workers if workers is None else workers
         batch_size = batch_size or self.default_batch_size()
-        for batch in prepared_batches(items, spec, batch_size, workers, "thread", infer=self.run):  # type: ignore[arg-type]
+        for batch in prepared_batches(
+            items,
+            spec,
+            batch_size,
+            workers,
+            "thread",
+            infer=self.run,  # type: ignore[arg-type]
+            infer_in_workers=self.plan.infer_in_workers,
+        ):
             outputs: dict[str, np.ndarray] = batch.scores if batch.scores is not None else {}  # type: ignore[assignment]
             yield OutputBatch(batch.names, batch.positions, outputs, batch.failures)
 

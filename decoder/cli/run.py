@@ -65,11 +65,11 @@ def run(
     """
     from decoder.cli.inputs import expand_inputs
     from decoder.npz_output import StackedNpzWriter
-    from decoder.runtime import PIPELINE_THREADS, Model
+    from decoder.runtime import Model
 
     if output.suffix.lower() != ".npz":
         raise click.BadParameter("the file must end in .npz", param_hint="--output")
-    model = Model.load(model_path, threads=PIPELINE_THREADS if workers != 0 else None)
+    model = Model.load(model_path, pipeline=workers != 0)  # threads chosen for the model (decoder.execution)
     names = [o.name for o in model.session.get_outputs()]
     if IMAGES_KEY in names:
         raise DecoderError(f"an output blob is named {IMAGES_KEY!r}, the .npz key of the image paths", model_path)
