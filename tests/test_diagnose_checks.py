@@ -16,18 +16,32 @@ from decoder.sources import open_sources
 from tests.caffe_nets import NetBuilder
 
 
-def small_net(tmp_path: Path, *, conv_weights: np.ndarray | None = None, conv_bias: float = 0.0, softmaxes: int = 1):
+def smooth_filters() -> np.ndarray:
+    """Four 3x3 filters with the structure training gives (two edges, a spot, a diagonal), not filler noise."""
+    ramp, bump = np.array([-1.0, 0.0, 1.0]), np.array([1.0, 2.0, 1.0])
+    spot = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float64)
+    diagonal = np.array([[2, 1, 0], [1, 0, -1], [0, -1, -2]], np.float64)
+    filters = np.stack([np.outer(bump, ramp), np.outer(ramp, bump), spot, diagonal]) / 4
+    return (0.05 * filters[:, np.newaxis]).astype(np.float32)
+
+
+def small_net(
+    tmp_path: Path,
+    *,
+    conv_weights: np.ndarray | None = None,
+    conv_bias: float | np.ndarray = (0.01, -0.02, 0.03, 0.0),
+    softmaxes: int = 1,
+):
     """input 1x1x8x8 -> conv 4x3x3 -> ReLU -> ip 5 -> Softmax (xN), converted to .onnx."""
-    rng = np.random.default_rng(0)
     net = NetBuilder("small", seed=0)
     data = net.input("data", (1, 1, 8, 8))
-    weights = conv_weights if conv_weights is not None else rng.normal(0, 0.05, (4, 1, 3, 3)).astype(np.float32)
+    weights = conv_weights if conv_weights is not None else smooth_filters()
     conv = net.layer(
         "Convolution",
         data,
         name="conv1",
         convolution_param={"num_output": 4, "kernel_size": [3]},
-        blobs=[weights, np.full(4, conv_bias, np.float32)],
+        blobs=[weights, np.broadcast_to(np.asarray(conv_bias, np.float32), (4,)).copy()],
     )
     relu = net.layer("ReLU", conv, name="relu1")
     top = net.layer("InnerProduct", relu, name="ip1", inner_product_param={"num_output": 5}, blobs=[(5, 144), (5,)])

@@ -81,7 +81,7 @@ def test_healthy_colour_inputs(colour_model: ColourModel, digits_blobs: np.ndarr
         diagnose(colour_model.onnx, images=images, blobs=digits_blobs, expect=labels),
     ):
         assert [f.code for f in report.findings if f.severity != "info"] == [], report.format()
-    assert report.finding("expected-labels").message.startswith("DIGITS's preprocessing reproduces")
+    assert report.finding("expected-labels").message.startswith("The model's preprocessing reproduces")
 
 
 def test_images_of_another_size_get_a_resize_variant(colour_model: ColourModel) -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from decoder.diagnosis.blobs import BlobTransform, fit_with_pixels, infer_from_blob
 from decoder.diagnosis.expect import class_index, expected_indices, load_expected_names
 from decoder.diagnosis.findings import CODES, Finding
-from decoder.diagnosis.fixes import Repair, digits_numpy, digits_pycaffe
+from decoder.diagnosis.fixes import Repair
 from decoder.diagnosis.outputs import logit_spread
 from decoder.diagnosis.pixels import check_pixels, digits_blob
 from decoder.diagnosis.report import Report
@@ -175,12 +175,3 @@ def test_findings_and_report() -> None:
     with pytest.raises(ValueError, match="no repair"):
         report.fix(np.zeros((1, 1, 2, 2), np.float32))
     assert Report("m.onnx", [], {"count": 1}).verdict == "PASSED: no error in 1 input"
-
-
-def test_digits_code_follows_the_spec() -> None:
-    colour = PreprocessSpec(channels=3, height=4, width=5, mean_kind="pixel", mean=np.array([1.0, 2.0, 3.0]), scale=0.5)
-    text = digits_numpy(colour)
-    assert "x[:, :, ::-1].transpose(2, 0, 1)" in text and "x *= 0.5" in text and "resize((5, 4)" in text
-    assert "set_channel_swap" in digits_pycaffe(colour) and "set_input_scale('data', 0.5)" in digits_pycaffe(colour)
-    grey = PreprocessSpec(channels=1, height=28, width=28)
-    assert "set_channel_swap" not in digits_pycaffe(grey) and "set_mean" not in digits_pycaffe(grey)

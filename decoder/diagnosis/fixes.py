@@ -1,8 +1,9 @@
-"""The fix, as code: DIGITS's preprocessing in numpy and pycaffe, and a repair of the user's blob.
+"""The repair of the user's blob, as an operation and as numpy text.
 
 The repair is both an operation (:meth:`Repair.apply`, used to verify the fix before it
 is offered) and numpy text (:meth:`Repair.numpy_code`, what the user copies); the tests
-execute the text and check that it computes the same as ``apply``.
+execute the text and check that it computes the same as ``apply``. The model's whole
+preprocessing as code is in :mod:`decoder.diagnosis.snippets`.
 """
 
 from __future__ import annotations
@@ -22,75 +23,42 @@ def _number(value: float) -> str:
     return text if any(ch in text for ch in ".en") else f"{text}.0"
 
 
-def digits_numpy(spec: PreprocessSpec) -> str:
-    """DIGITS's preprocessing of one image file in plain numpy + Pillow."""
-    mode = "L" if spec.channels == 1 else "RGB"
-    lines = [
-        f"img = Image.open(path).convert({mode!r})  # Pillow, no EXIF rotation",
-        f"img = img.resize(({spec.width}, {spec.height}), Image.BILINEAR)  # squash; skip if already that size",
-        "x = np.asarray(img, dtype=np.float32)",
-    ]
-    if spec.channels == 1:
-        lines.append("x = x[np.newaxis]  # (1, H, W)")
-    elif spec.channel_order == "BGR":
-        lines.append("x = x[:, :, ::-1].transpose(2, 0, 1)  # RGB -> BGR, HWC -> CHW")
-    else:
-        lines.append("x = x.transpose(2, 0, 1)  # HWC -> CHW")
-    if spec.mean_kind == "image":
-        lines.append("x -= mean  # the mean image (C, H, W): Model.load(model).spec.mean")
-    elif spec.mean_kind == "pixel" and spec.mean is not None:
-        values = ", ".join(f"{v:g}" for v in spec.mean)
-        lines.append(f"x -= np.array([{values}], np.float32)[:, None, None]  # mean pixel")
-    if spec.scale != 1.0:
-        lines.append(f"x *= {_number(spec.scale)}")
-    lines.append("blob = x[np.newaxis]  # (1, C, H, W): 0..255 pixels minus the mean, no /255")
-    return "\n".join(lines)
-
-
-def digits_pycaffe(spec: PreprocessSpec) -> str:
-    """The same with pycaffe's ``caffe.io.Transformer`` and ``caffe.io.load_image`` ([0,1] floats)."""
-    name = spec.input_name
-    lines = [
-        f"t = caffe.io.Transformer({{{name!r}: net.blobs[{name!r}].data.shape}})",
-        f"t.set_transpose({name!r}, (2, 0, 1))",
-    ]
-    if spec.channels == 3 and spec.channel_order == "BGR":
-        lines.append(f"t.set_channel_swap({name!r}, (2, 1, 0))  # RGB -> BGR")
-    lines.append(f"t.set_raw_scale({name!r}, 255)  # load_image gives [0,1]; the net wants 0..255")
-    if spec.mean_kind == "image":
-        lines.append(f"t.set_mean({name!r}, mean)  # mean image (C, H, W) from mean.binaryproto")
-    elif spec.mean_kind == "pixel" and spec.mean is not None:
-        values = ", ".join(f"{v:g}" for v in spec.mean)
-        lines.append(f"t.set_mean({name!r}, np.array([{values}]))  # mean pixel")
-    if spec.scale != 1.0:
-        lines.append(f"t.set_input_scale({name!r}, {spec.scale:g})")
-    color = "False" if spec.channels == 1 else "True"
-    lines.append(f"blob = t.preprocess({name!r}, caffe.io.load_image(path, color={color}))")
-    lines.append("# and use net.forward(), not Classifier.predict (it averages 10 oversampled crops)")
-    return "\n".join(lines)
-
-
 @dataclass(frozen=True)
 class Repair:
-    """Turn the user's blob into DIGITS's: undo their transform, then fix the pixels themselves.
+    """Turn the user's blob into the model's: undo their transform, then fix the pixels themselves.
 
     ``invert_pixels`` / ``reverse_channels`` are about the pixels (e.g. white-on-black
     images for a net trained on dark-on-white), beyond what the user's code did to them.
+    ``target`` is the preprocessing to produce when it is not the stated one (``spec``):
+    the stated spec with some of the user's own settings kept, for when the metadata may
+    be the one that is wrong (see :mod:`decoder.diagnosis.provenance`).
     """
 
     transform: BlobTransform
     spec: PreprocessSpec
     invert_pixels: bool = False
     reverse_channels: bool = False
+    target: PreprocessSpec | None = None
+
+    @property
+    def goal(self) -> PreprocessSpec:
+        """The preprocessing the repaired blob follows."""
+        return self.target or self.spec
+
+    @property
+    def flips_channels(self) -> bool:
+        """Reverse the (stated-order) pixels: a pixel fix, or the target's other channel order, not both."""
+        other_order = self.goal.channel_order != self.spec.channel_order
+        return self.spec.channels == 3 and self.reverse_channels != other_order
 
     def apply(self, blob: np.ndarray) -> np.ndarray:
-        """DIGITS's blob for the images the user's ``blob`` (N, C, H, W) was made from."""
+        """The model's blob for the images the user's ``blob`` (N, C, H, W) was made from."""
         pixels = self.transform.pixels_from(np.asarray(blob, dtype=np.float32), self.spec)
         if self.invert_pixels:
             pixels = 255.0 - pixels
-        if self.reverse_channels:
+        if self.flips_channels:
             pixels = pixels[:, ::-1]
-        return digits_blob(np.ascontiguousarray(pixels), self.spec)
+        return digits_blob(np.ascontiguousarray(pixels), self.goal)
 
     def numpy_code(self) -> str:
         """numpy that maps ``blob`` (your N, C, H, W batch) to ``fixed``, given ``mean`` as DIGITS uses it."""
@@ -109,18 +77,33 @@ class Repair:
             lines += [line.format(x="pixels") for line in undo]
         if self.invert_pixels:
             lines.append("pixels = 255.0 - pixels  # the training images had the opposite polarity")
-        if self.reverse_channels:
-            lines.append("pixels = pixels[:, ::-1]  # the channel order of the training data")
-        if spec.mean_kind == "image":
-            lines.append("fixed = pixels - mean  # the mean image (C, H, W)")
-        elif spec.mean_kind == "pixel":
-            lines.append("fixed = pixels - mean.reshape(-1, 1, 1)  # the mean pixel")
-        else:
-            lines.append("fixed = pixels")
-        if spec.scale != 1.0:
-            lines.append(f"fixed = fixed * {_number(spec.scale)}")
+        if self.flips_channels:
+            why = "the channel order of the training data" if self.reverse_channels else "keep your channel order"
+            lines.append(f"pixels = pixels[:, ::-1]  # {why}")
+        lines.append(_mean_line(self.goal, spec))
+        if self.goal.scale != 1.0:
+            lines.append(f"fixed = fixed * {_number(self.goal.scale)}")
         lines.append("fixed = np.ascontiguousarray(fixed, dtype=np.float32)")
         return "\n".join(lines)
+
+
+def _mean_line(goal: PreprocessSpec, spec: PreprocessSpec) -> str:
+    """``fixed = pixels - <the goal's mean>``, naming the model's ``mean`` where it is that."""
+    same = goal.mean is spec.mean
+    if goal.mean_kind == "image" and same:
+        return "fixed = pixels - mean  # the mean image (C, H, W)"
+    if goal.mean_kind == "pixel" and same:
+        return "fixed = pixels - mean.reshape(-1, 1, 1)  # the mean pixel"
+    if goal.mean_kind == "pixel" and spec.mean_kind == "image" and goal.mean is not None:
+        pixel = spec.mean.mean(axis=(1, 2)) if spec.mean is not None else None
+        if pixel is not None and np.allclose(pixel, goal.mean, atol=1e-4):
+            return "fixed = pixels - mean.mean(axis=(1, 2), keepdims=True)  # the mean image's mean pixel"
+    if goal.mean_kind == "pixel" and goal.mean is not None:
+        values = ", ".join(repr(float(v)) for v in goal.mean)
+        return f"fixed = pixels - np.array([{values}], np.float32).reshape(-1, 1, 1)  # mean pixel"
+    if goal.mean_kind == "image":
+        raise ValueError("a repair's target mean image must be the model's own")
+    return "fixed = pixels  # no mean"
 
 
 def _unscale_expression(t: BlobTransform, spec: PreprocessSpec) -> str:

@@ -1,9 +1,11 @@
 """Findings about the input blob: its shape, and each mistake the fitted transform reveals.
 
 A :class:`~decoder.diagnosis.blobs.BlobTransform` says how the user's blob relates to the
-DIGITS pixels; here it is compared with what DIGITS does (``a = scale``, the training mean
-subtracted at pixel scale, BGR, CHW) and every difference becomes one finding with the
-figures that show it.
+model's pixels; here it is compared with the preprocessing the model's metadata states
+(``a = scale``, its mean subtracted at pixel scale, its channel order, CHW; for a DIGITS
+model that is DIGITS's pipeline) and every difference becomes one finding with the
+figures that show it. Whether the difference is the user's mistake or the metadata's is
+decided later, by measurement (:mod:`decoder.diagnosis.run`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from decoder.diagnosis.blobs import CLOSE_FIT, EXACT_FIT, BlobTransform, mean_of
 from decoder.diagnosis.findings import Finding
 from decoder.diagnosis.pixels import PixelCheck
+from decoder.diagnosis.provenance import source_phrase
 from decoder.errors import DecoderError
 from decoder.spec import PreprocessSpec
 
@@ -55,7 +58,7 @@ def describe_range(blob: np.ndarray) -> str:
 def transform_findings(
     t: BlobTransform, spec: PreprocessSpec, blob: np.ndarray, reference: np.ndarray | None, first_layer: str
 ) -> list[Finding]:
-    """Every way ``t`` departs from DIGITS's preprocessing, as findings (most telling first)."""
+    """Every way ``t`` departs from the model's stated preprocessing, as findings (most telling first)."""
     hedges = {"images": "", "quantized": " (inferred from the blob alone)"}
     hedge = hedges.get(t.method, " (a guess from the value range)")
     findings: list[Finding] = []
@@ -73,7 +76,10 @@ def transform_findings(
     if t.swapped:
         order = spec.channel_order
         wrong = "RGB" if order == "BGR" else "BGR"
-        message = f"the blob's channels are in {wrong} order{hedge}; the network was trained on {order} (Caffe's order)"
+        message = (
+            f"the blob's channels are in {wrong} order{hedge}; the model's metadata says {order}"
+            f"{source_phrase(spec, 'channel_order')}"
+        )
         fix = "reverse the channel axis: x = x[::-1] for (C, H, W), or pycaffe set_channel_swap('data', (2, 1, 0))"
         findings.append(Finding("channel-order", "error", message, fix, {"fed": wrong, "expected": order}))
     if t.inverted:
@@ -114,9 +120,9 @@ def _scale_findings(
     )
     expected = "unscaled pixels" if spec.scale == 1.0 else f"pixels x {_scale_text(spec.scale)}"
     message = (
-        f"the blob is on the wrong scale{hedge}: it spans {describe_range(blob)} where DIGITS feeds "
+        f"the blob is on the wrong scale{hedge}: it spans {describe_range(blob)} where the model's preprocessing gives "
         f"{expected_range}; it holds pixels x {_scale_text(abs(t.a))}{_scale_name(abs(t.a))}, the network "
-        f"expects {expected}"
+        f"expects {expected}{source_phrase(spec, 'scale')}"
     )
     if first_layer in ("Power", "Scale") and factor < 1:
         message += f" (it scales its input itself: its first layer is a {first_layer} layer)"
@@ -143,14 +149,32 @@ def _scale_name(a: float) -> str:
     return " ([0,1] floats, as caffe.io.load_image gives)" if abs(a - 1 / 255) <= 1e-6 / 255 else ""
 
 
-def _mean_findings(t: BlobTransform, spec: PreprocessSpec, hedge: str) -> list[Finding]:
-    """Compare the mean the user subtracted (in pixel units) with the training mean."""
-    expected = np.broadcast_to(mean_of(spec, spec.mean_kind), (spec.channels, spec.height, spec.width))
+def subtracted_mean(t: BlobTransform, spec: PreprocessSpec) -> np.ndarray:
+    """The mean the user's blob has removed from the pixels, in pixel units, (C, H, W)."""
+    shape = (spec.channels, spec.height, spec.width)
     subtracted = -(t.c * mean_of(spec, t.mean_kind) + t.b) / abs(t.a)
     if t.inverted:
         # U = a*Q + c*M + b with a < 0: the mean the user removed from the (inverted) pixels.
         subtracted = (t.c * mean_of(spec, t.mean_kind) + t.b + 255.0 * t.a) / t.a
-    subtracted = np.broadcast_to(subtracted, expected.shape)
+    return np.broadcast_to(subtracted, shape)
+
+
+def mean_departs(t: BlobTransform, spec: PreprocessSpec) -> bool:
+    """Does the user's subtracted mean differ from the stated one (what ``mean-*`` findings report)?"""
+    expected = np.broadcast_to(mean_of(spec, spec.mean_kind), (spec.channels, spec.height, spec.width))
+    scale = max(float(np.sqrt(np.mean(expected**2))), 1.0)
+    return float(np.sqrt(np.mean((subtracted_mean(t, spec) - expected) ** 2))) > TOLERANCE * scale
+
+
+def scale_departs(t: BlobTransform, spec: PreprocessSpec) -> bool:
+    """Is the user's blob on another scale than the stated one (what ``input-range`` reports)?"""
+    return abs(abs(t.a) / spec.scale - 1) > TOLERANCE / 5
+
+
+def _mean_findings(t: BlobTransform, spec: PreprocessSpec, hedge: str) -> list[Finding]:
+    """Compare the mean the user subtracted (in pixel units) with the training mean."""
+    expected = np.broadcast_to(mean_of(spec, spec.mean_kind), (spec.channels, spec.height, spec.width))
+    subtracted = subtracted_mean(t, spec)
     scale = max(float(np.sqrt(np.mean(expected**2))), 1.0)
     user_level, expected_level = float(np.mean(subtracted)), float(np.mean(expected))
     error = float(np.sqrt(np.mean((subtracted - expected) ** 2)))
@@ -164,15 +188,18 @@ def _mean_findings(t: BlobTransform, spec: PreprocessSpec, hedge: str) -> list[F
     if spec.mean_kind != "none" and user_size <= TOLERANCE * scale:
         what = "mean image (mean.binaryproto)" if spec.mean_kind == "image" else "mean pixel"
         message = (
-            f"no mean is subtracted{hedge}, but the network was trained on pixels minus the {what}, whose average "
-            f"is {expected_level:.1f}: every input is shifted by that much"
+            f"no mean is subtracted{hedge}, but the model's metadata says pixels minus the {what}"
+            f"{source_phrase(spec, 'mean')}, whose average is {expected_level:.1f}: every input is shifted by that much"
         )
         fix = f"subtract the {what} from the 0..255 pixels (pycaffe: set_mean('data', mean))"
         return [Finding("mean-missing", "error", message, fix, evidence)]
     if error <= TOLERANCE * scale:
         return []
     if spec.mean_kind == "none":
-        message = f"a mean averaging {user_level:.1f} is subtracted{hedge}, but the network was trained without one"
+        message = (
+            f"a mean averaging {user_level:.1f} is subtracted{hedge}, but the model's metadata says none"
+            f"{source_phrase(spec, 'mean')}"
+        )
         fix = "do not subtract a mean"
         severity = "error" if abs(user_level) > 10 else "warning"
         return [Finding("mean-wrong", severity, message, fix, evidence)]

@@ -7,8 +7,8 @@ digits, 0.9 for inverted digits, but 0.04 for pycaffe's [0,1] floats without the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -114,26 +114,34 @@ def check_saturated(forward: Forward, reference: Forward | None = None) -> list[
     return [Finding("saturated-softmax", "warning", message, fix, evidence)]
 
 
-def check_double_softmax(forward: Forward, layer_types: Sequence[str], score_is_softmax: bool) -> list[Finding]:
-    """``double-softmax``: two softmaxes in a row, or probabilities treated as logits."""
+#: Layers that pass values through unchanged in value: a Softmax behind one of them still sees probabilities.
+PASS_THROUGH = frozenset({"Reshape", "Flatten", "Dropout", "Split", "Concat", "Slice", "Permute"})
+
+
+def check_double_softmax(forward: Forward, layers: Sequence[Any], score_is_softmax: bool) -> list[Finding]:
+    """``double-softmax``: two Softmax layers chained in the graph, or our runtime softmaxing probabilities.
+
+    Near-uniform probabilities alone are NOT taken for a double softmax: untrained weights
+    (tiny logits) give them too (see :mod:`decoder.diagnosis.untrained`).
+    """
     findings: list[Finding] = []
-    if len(layer_types) >= 2 and layer_types[-1] == "Softmax" and layer_types[-2] == "Softmax":
-        message = "the net ends in two Softmax layers in a row: the second squashes the probabilities toward uniform"
-        fix = "delete one of the Softmax layers from the deploy prototxt"
-        findings.append(Finding("double-softmax", "error", message, fix, {"layers": list(layer_types[-2:])}))
-        return findings
-    p = forward.probabilities
-    k = p.shape[1]
-    if k >= 3 and forward.scores.shape[0] >= 1:
-        ratio = float(np.max(p.max(axis=1) / np.maximum(p.min(axis=1), 1e-300)))
-        if ratio <= math.e * (1 + 1e-3) and np.all(np.abs(p.sum(axis=1) - 1) < 1e-3):
+    previous: Any = None
+    for layer in layers:
+        if layer.type == "Softmax" and previous is not None:
             message = (
-                f"every probability lies within a factor {ratio:.2f} (<= e) of the smallest: a softmax was applied to "
-                f"values already in [0, 1] (top probability {p.max():.3f} for {k} classes)"
+                f"Softmax layer {layer.name!r} takes the output of Softmax layer {previous.name!r}: the second "
+                "squashes the probabilities toward uniform"
             )
-            fix = "apply the softmax once: read the net's softmax output as probabilities, or its input as logits"
-            findings.append(Finding("double-softmax", "error", message, fix, {"max_ratio": round(ratio, 4)}))
+            fix = f"delete Softmax layer {layer.name!r} from the deploy prototxt and convert again"
+            evidence = {"layers": [previous.name, layer.name]}
+            findings.append(Finding("double-softmax", "error", message, fix, evidence))
+            return findings
+        if layer.type == "Softmax":
+            previous = layer
+        elif layer.type not in PASS_THROUGH:
+            previous = None
     scores = forward.scores
+    k = scores.shape[1]
     if not score_is_softmax and k >= 2 and np.all(scores >= 0) and np.all(np.abs(scores.sum(axis=1) - 1) < 1e-4):
         message = (
             "the score output already sums to 1 for every input (a probability), but the model is marked as "

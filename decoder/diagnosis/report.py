@@ -119,7 +119,7 @@ class Report:
             if finding.fix:
                 lines += _wrap(f"        fix: {finding.fix}")
         if self.repair is not None:
-            whose = "your batch" if self.inputs.get("blob_shape") else "DIGITS's blob of your images"
+            whose = "your batch" if self.inputs.get("blob_shape") else "the stated preprocessing of your images"
             lines += ["", f"Repair (numpy; `blob` is {whose}, `mean` the model's mean):"]
             lines += ["    " + line for line in self.repair.numpy_code().splitlines()]
             if self.repair_check:
@@ -127,7 +127,7 @@ class Report:
         pycaffe = next((f.pycaffe for f in self.findings if f.pycaffe), "")
         numpy_text = next((f.numpy for f in self.findings if f.numpy), "")
         if numpy_text:
-            lines += ["", "DIGITS's preprocessing of an image file (numpy + Pillow):"]
+            lines += ["", "The model's preprocessing of an image file, as its metadata states it (numpy + Pillow):"]
             lines += ["    " + line for line in numpy_text.splitlines()]
         if pycaffe:
             lines += ["", "The same with pycaffe:"]
@@ -174,9 +174,9 @@ def _describe_check(check: dict[str, Any]) -> str:
     if "accuracy" in check:
         parts.append(f"accuracy on the expected labels {100 * check['accuracy']:.1f}%")
     if "agreement_with_digits" in check:
-        parts.append(f"same labels as DIGITS for {100 * check['agreement_with_digits']:.1f}%")
+        parts.append(f"same labels as the stated preprocessing for {100 * check['agreement_with_digits']:.1f}%")
     if "max_difference_from_digits" in check:
-        parts.append(f"max |difference| from DIGITS's blob {check['max_difference_from_digits']:.3g}")
+        parts.append(f"max |difference| from its blob {check['max_difference_from_digits']:.3g}")
     if "logit_spread" in check:
         parts.append(f"logit spread {100 * check['logit_spread']:.0f}%")
     if "distinct_labels" in check:
@@ -185,7 +185,7 @@ def _describe_check(check: dict[str, Any]) -> str:
 
 
 def _variant_table(results: list[VariantResult]) -> str:
-    rows = ["    variant            accuracy  =your preds  =DIGITS   what"]
+    rows = ["    variant            accuracy  =your preds  =stated   what"]
     for r in results:
         rows.append(
             f"    {r.name:<18} {_percent(r.accuracy):>8}  {_percent(r.agreement_with_blobs):>11}  "

@@ -1,10 +1,11 @@
 """`diagnose()`: from a model and the user's inputs to a :class:`Report`.
 
 The order is the order of evidence: the Caffe files (missing weights), the blob's shape,
-how the blob relates to DIGITS's (scale, mean, channels, layout), the images against
-the training mean (polarity), then what the network does with the inputs (constant or
-saturated scores, dead layers), the preprocessing variants, and finally the repair,
-which is run through the network before it is offered.
+how the blob relates to the model's stated preprocessing (scale, mean, channels, layout),
+the images against the training mean (polarity), then what the network does with the
+inputs (constant or saturated scores, dead layers, the score head, untrained weights),
+the preprocessing variants, and finally the repair, which is run through the network and
+offered only when it was measured to help (:mod:`decoder.diagnosis.departures`).
 """
 
 from __future__ import annotations
@@ -17,24 +18,28 @@ from typing import Any
 
 import numpy as np
 
-from decoder.diagnosis import activations, outputs
+from decoder.diagnosis import activations, heads, outputs
 from decoder.diagnosis.blobs import BlobTransform, fit_with_pixels, infer_from_blob
+from decoder.diagnosis.departures import INPUT_CODES, adopt, departures, hedge_assumed, judge
 from decoder.diagnosis.expect import expected_indices
 from decoder.diagnosis.findings import Finding
-from decoder.diagnosis.fixes import Repair, digits_numpy, digits_pycaffe
+from decoder.diagnosis.fixes import Repair
 from decoder.diagnosis.forward import Forward, run_forward
 from decoder.diagnosis.inputs import check_shape, describe_range, pixel_findings, require_finite, transform_findings
 from decoder.diagnosis.opening import open_model
 from decoder.diagnosis.pixels import PixelCheck, check_pixels, digits_blob, network_pixels
+from decoder.diagnosis.provenance import is_assumed, unknown_provenance_note
 from decoder.diagnosis.report import Report
+from decoder.diagnosis.snippets import numpy_snippet, pycaffe_snippet
+from decoder.diagnosis.untrained import check_untrained, weight_tensors
 from decoder.diagnosis.variants import build_variants, run_variants, variant_findings
 from decoder.errors import DecoderError
 from decoder.preprocess import ImageSource
 from decoder.spec import GRAPH_KEY, SPEC_KEY, PreprocessSpec
 
 PathLike = str | os.PathLike[str]
-#: Codes about the input pipeline: the first error among them carries DIGITS's preprocessing as code.
-INPUT_CODES = ("input-range", "mean-missing", "mean-wrong", "channel-order", "layout", "polarity", "pixel-mismatch")
+#: Output symptoms an untrained net explains by itself (they would send the user after the input).
+UNTRAINED_SYMPTOMS = ("constant-output", "saturated-softmax", "polarity")
 
 
 def diagnose(
@@ -43,6 +48,7 @@ def diagnose(
     blobs: np.ndarray | PathLike | None = None,
     expect: Sequence[object] | np.ndarray | None = None,
     *,
+    scores: np.ndarray | PathLike | None = None,
     prototxt: PathLike | None = None,
     weights: PathLike | None = None,
     mean: PathLike | None = None,
@@ -55,12 +61,15 @@ def diagnose(
     folder; or None with ``prototxt`` + ``weights``). ``images`` are the source images
     (paths or uint8 arrays); ``blobs`` what the user's code fed the network (N, C, H, W
     float32, or a .npy path), in the order of ``images`` when both are given; ``expect``
-    the labels the user expected (names or class numbers), one per image or blob.
+    the labels the user expected (names or class numbers), one per image or blob;
+    ``scores`` what the user's code read out of the network for those inputs (N, K), to
+    check it read the right blob the right way.
     """
     with open_model(model, prototxt=prototxt, weights=weights, mean=mean, labels=labels, train_val=train_val) as opened:
         if opened.onnx is None:
             return Report(opened.name, list(opened.findings), {"count": 0}, notes=list(opened.notes))
-        report = _diagnose_onnx(opened.onnx, opened.name, images, _load_blobs(blobs), expect)
+        caller_scores = _load_blobs(scores)
+        report = _diagnose_onnx(opened.onnx, opened.name, images, _load_blobs(blobs), expect, caller_scores)
         report.notes.extend(opened.notes)
         return report
 
@@ -93,24 +102,38 @@ class _Loaded:
     score_is_softmax: bool
     layer_types: list[str]
     labels: tuple[str, ...]
+    weights: list[Any]
+
+    def predict(self, blob: np.ndarray) -> np.ndarray:
+        """Top-1 class per input (no per-layer statistics)."""
+        return run_forward(self.runner, blob, self.score_output, self.score_is_softmax, stats=False).predictions
 
 
 def _load(path: Path) -> _Loaded:
-    from decoder.intermediates import LayerRunner
+    from decoder.intermediates import LayerRunner, load_onnx
     from decoder.runtime import GraphInfo
 
-    runner = LayerRunner(path)
+    model = load_onnx(path)
+    runner = LayerRunner(path, model)
     props = dict(runner.session.get_modelmeta().custom_metadata_map)
     graph = GraphInfo.from_metadata(props, list(runner.output_names)) if GRAPH_KEY in props else None
     if graph is None:
         raise DecoderError("has no decoder layer map (not written by `decode convert`)", path)
     spec = PreprocessSpec.from_metadata(props, str(path)) if SPEC_KEY in props else None
     types = [layer.type for layer in runner.layers]
-    return _Loaded(runner, spec, graph.score_output, graph.score_is_softmax, types, spec.labels if spec else ())
+    layer_of_node = {node: str(entry["name"]) for entry in graph.layers for node in entry.get("nodes", [])}
+    tensors = weight_tensors(model, layer_of_node)
+    labels = spec.labels if spec else ()
+    return _Loaded(runner, spec, graph.score_output, graph.score_is_softmax, types, labels, tensors)
 
 
 def _diagnose_onnx(
-    path: Path, name: str, images: Sequence[ImageSource] | None, blob: np.ndarray | None, expect: Any
+    path: Path,
+    name: str,
+    images: Sequence[ImageSource] | None,
+    blob: np.ndarray | None,
+    expect: Any,
+    caller_scores: np.ndarray | None = None,
 ) -> Report:
     loaded = _load(path)
     spec = loaded.spec
@@ -120,6 +143,7 @@ def _diagnose_onnx(
     if images and spec is None:
         raise DecoderError("the model carries no image preprocessing, so images cannot be fed; give --blobs", path)
     findings: list[Finding] = []
+    notes: list[str] = []
     inputs: dict[str, Any] = {"images": len(images)}
     pixels = network_pixels(images, spec) if images and spec is not None else None
     reference = digits_blob(pixels, spec) if pixels is not None and spec is not None else None
@@ -148,8 +172,15 @@ def _diagnose_onnx(
         ref_forward = run_forward(loaded.runner, reference, loaded.score_output, loaded.score_is_softmax)
     findings.extend(outputs.check_constant(forward, loaded.labels, ref_forward, expected))
     findings.extend(outputs.check_saturated(forward, ref_forward))
-    findings.extend(outputs.check_double_softmax(forward, loaded.layer_types, loaded.score_is_softmax))
+    findings.extend(outputs.check_double_softmax(forward, loaded.runner.layers, loaded.score_is_softmax))
+    findings.extend(heads.check_head(forward, loaded.runner.layers, loaded.score_output))
+    if caller_scores is not None:
+        findings.extend(heads.check_caller_scores(caller_scores, fed, forward, loaded.runner, loaded.score_output))
     findings.extend(activations.check_layers(forward, ref_forward))
+    probes = [f for f in (forward, ref_forward) if f is not None] + _probe_forwards(loaded)
+    chained = any(f.code == "double-softmax" and f.evidence.get("layers") for f in findings)
+    untrained = check_untrained(loaded.weights, [] if chained else probes)
+    findings.extend(untrained)
 
     variants = None
     if pixels is not None and spec is not None and (expected is not None or blob is not None):
@@ -159,11 +190,49 @@ def _diagnose_onnx(
 
         user_predictions = forward.predictions if blob is not None else None
         variants = run_variants(build_variants(spec, images), pixels, score, expected, user_predictions)
-        findings.extend(variant_findings(variants, len(fed)))
+        findings.extend(variant_findings(variants, len(fed), spec, expected, name))
 
-    repair, repair_check = _repair_stage(loaded, transform, check, blob, reference, ref_forward, expected, findings)
-    findings = _attach_digits_code(findings, spec)
-    return Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check)
+    if any(f.severity == "error" for f in untrained):
+        return Report(name, _explained_by_untrained(findings), inputs, list(forward.stats), variants, notes=notes)
+    repair, repair_check, findings = _repair_stage(
+        loaded, transform, check, blob, reference, ref_forward, forward, expected, findings, name
+    )
+    if spec is not None and transform is not None and departures(transform, spec):
+        note = unknown_provenance_note(spec)
+        if note:
+            notes.append(note)
+    findings = _attach_code(findings, spec)
+    return Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check, notes)
+
+
+def _probe_forwards(loaded: _Loaded) -> list[Forward]:
+    """The stated preprocessing of 8 synthetic pictures, as is, x1/255 and x255: does anything move the scores?"""
+    spec = loaded.spec
+    if spec is None:
+        return []
+    rng = np.random.default_rng(0)
+    shape = (8, spec.channels, spec.height, spec.width)
+    ramp = np.linspace(0.0, 1.0, spec.width, dtype=np.float32)
+    pixels = rng.uniform(0, 255, (8, spec.channels, 1, 1)).astype(np.float32) * ramp + rng.uniform(0, 60, shape)
+    blob = digits_blob(np.clip(pixels, 0, 255).astype(np.float32), spec)
+    return [
+        run_forward(loaded.runner, b, loaded.score_output, loaded.score_is_softmax, stats=False)
+        for b in (blob, blob / 255, blob * 255)
+    ]
+
+
+def _explained_by_untrained(findings: list[Finding]) -> list[Finding]:
+    """With untrained weights, output symptoms are the weights' doing and input mistakes cannot be measured."""
+    out = []
+    for finding in findings:
+        if finding.code in UNTRAINED_SYMPTOMS or (finding.code == "dead-layer" and finding.severity != "error"):
+            continue
+        if finding.code in INPUT_CODES and finding.severity == "error":
+            finding = dataclasses.replace(finding, severity="warning")
+        if finding.code == "expected-labels":
+            finding = dataclasses.replace(finding, severity="info", fix="")
+        out.append(finding)
+    return out
 
 
 def _input_stage(
@@ -173,7 +242,7 @@ def _input_stage(
     reference: np.ndarray | None,
     findings: list[Finding],
 ) -> tuple[BlobTransform | None, PixelCheck | None]:
-    """How the user's blob relates to DIGITS's, and the pixels to the training mean (adds findings)."""
+    """How the user's blob relates to the stated preprocessing, and the pixels to the training mean (adds findings)."""
     spec = loaded.spec
     if spec is None:
         return None, None
@@ -201,24 +270,49 @@ def _repair_stage(
     blob: np.ndarray | None,
     reference: np.ndarray | None,
     ref_forward: Forward | None,
+    forward: Forward,
     expected: np.ndarray | None,
     findings: list[Finding],
-) -> tuple[Repair | None, dict[str, Any]]:
-    """The repair of the user's blob (or of DIGITS's blob of inverted images), run before it is offered."""
+    name: str,
+) -> tuple[Repair | None, dict[str, Any], list[Finding]]:
+    """The repair of the user's blob (or of the stated blob of inverted images), measured before it is offered.
+
+    With expected labels the candidates are judged on them (:func:`~decoder.diagnosis.departures.judge`);
+    without, a setting the conversion only assumed is kept as the user has it.
+    """
     spec = loaded.spec
     if spec is None:
-        return None, {}
-    if transform is not None:
+        return None, {}, findings
+    if transform is not None and blob is not None:
         inverted, swapped = bool(check and check.inverted), bool(check and check.swapped)
-        repair = Repair(transform, spec, invert_pixels=inverted, reverse_channels=swapped)
-        if not _changes_something(repair, findings):
-            return None, {}
-        return repair, _verify(repair, blob, reference, ref_forward, expected, loaded)
+        full = Repair(transform, spec, invert_pixels=inverted, reverse_channels=swapped)
+        if not _changes_something(full, findings):
+            return None, {}, findings
+        deps = departures(transform, spec)
+        if expected is not None:
+            judgement = judge(full, deps, blob, forward.predictions, expected, loaded.predict, findings, name)
+            if judgement.repair is None:
+                return None, {}, judgement.findings
+            repair = judgement.repair
+            findings = judgement.findings
+        else:
+            kept = [d for d in deps if is_assumed(spec, d.setting)]
+            findings = hedge_assumed(findings, spec, deps, name)
+            repair = dataclasses.replace(full, target=adopt(spec, kept)) if kept else full
+            if kept and not _moves(repair, blob):
+                return None, {}, findings
+        return repair, _verify(repair, blob, reference, ref_forward, expected, loaded), findings
     if check is not None and check.inverted and reference is not None:
         identity = BlobTransform(spec.scale, -spec.scale, 0.0, spec.mean_kind, False, "chw", 0.0, "images")
         repair = Repair(identity, spec, invert_pixels=True)
-        return repair, _verify(repair, reference, None, None, expected, loaded)
-    return None, {}
+        return repair, _verify(repair, reference, None, None, expected, loaded), findings
+    return None, {}, findings
+
+
+def _moves(repair: Repair, blob: np.ndarray) -> bool:
+    """Does the repair change the blob beyond float rounding?"""
+    fixed = repair.apply(blob)
+    return float(np.abs(fixed - blob).max()) > 1e-4 * max(float(np.abs(blob).max()), 1.0)
 
 
 def _changes_something(repair: Repair, findings: list[Finding]) -> bool:
@@ -245,7 +339,7 @@ def _verify(
     }
     if expected is not None:
         check["accuracy"] = round(float(np.mean(forward.predictions == expected)), 4)
-    if reference is not None:
+    if reference is not None and repair.target is None:
         check["max_difference_from_digits"] = float(np.abs(fixed - reference).max())
         if ref_forward is None:
             ref_forward = run_forward(loaded.runner, reference, loaded.score_output, loaded.score_is_softmax, False)
@@ -253,12 +347,12 @@ def _verify(
     return check
 
 
-def _attach_digits_code(findings: list[Finding], spec: PreprocessSpec | None) -> list[Finding]:
-    """Give the first input error DIGITS's preprocessing as numpy and pycaffe code."""
+def _attach_code(findings: list[Finding], spec: PreprocessSpec | None) -> list[Finding]:
+    """Give the first input error the model's preprocessing as numpy and pycaffe code."""
     if spec is None:
         return findings
     for index, finding in enumerate(findings):
         if finding.code in INPUT_CODES and finding.severity == "error":
-            findings[index] = dataclasses.replace(finding, numpy=digits_numpy(spec), pycaffe=digits_pycaffe(spec))
+            findings[index] = dataclasses.replace(finding, numpy=numpy_snippet(spec), pycaffe=pycaffe_snippet(spec))
             break
     return findings
