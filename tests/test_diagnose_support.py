@@ -118,3 +118,79 @@ def accuracy(onnx_path: Path, blob: np.ndarray, labels: np.ndarray) -> float:
     from decoder.runtime import Model
 
     return float(np.mean(Model.load(onnx_path).probabilities(blob).argmax(axis=1) == labels))
+
+
+@dataclass(frozen=True)
+class RgbModel:
+    """A colour classifier trained on RGB blobs (as nets trained from PIL arrays are), converted twice."""
+
+    stated: Path  # metadata says RGB, stated by an option
+    assumed_bgr: Path  # metadata says BGR, assumed at conversion (the wrong guess)
+    stated_bgr: Path  # metadata says BGR and claims a file stated it (still wrong)
+    mean: np.ndarray  # (3, H, W) RGB, as the training blobs were
+    images: np.ndarray  # (N, H, W, 3) uint8 RGB test images
+    labels: np.ndarray
+
+    def rgb_blobs(self) -> np.ndarray:
+        """The correct blobs: RGB, CHW, minus the RGB mean image."""
+        return self.images.transpose(0, 3, 1, 2).astype(np.float32) - self.mean
+
+
+def with_provenance(source: Path, output: Path, provenance: dict[str, str]) -> Path:
+    """A copy of a converted model whose metadata records ``provenance`` (where each setting came from)."""
+    import onnx
+
+    from decoder.spec import PreprocessSpec
+
+    model = onnx.load(str(source))
+    props = {p.key: p.value for p in model.metadata_props}
+    spec = PreprocessSpec.from_metadata(props).with_changes(provenance=provenance)
+    props.update(spec.to_metadata())
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(output))
+    return output
+
+
+def build_rgb_model(folder: Path) -> RgbModel:
+    """Plain Caffe files (no DIGITS layout) of a net fitted on RGB blobs, so channel order decides its answers."""
+    rng = np.random.default_rng(11)
+    train, train_labels = render(rng, 600)
+    test, test_labels = render(rng, 120)
+    rgb = train.transpose(0, 3, 1, 2).astype(np.float32)
+    mean = np.round(rgb.mean(axis=0))
+    pooled = (rgb - mean).reshape(len(train), 3, 8, 3, 8, 3).mean(axis=(3, 5)).reshape(len(train), -1)
+    design = np.hstack([pooled, np.ones((len(train), 1))]).astype(np.float64)
+    targets = 8.0 * (np.eye(len(COLOURS))[train_labels] - 0.5)
+    solution = np.linalg.solve(design.T @ design + 1e5 * np.eye(design.shape[1]), design.T @ targets)
+    weights, bias = solution[:-1].T.astype(np.float32), solution[-1].astype(np.float32)
+
+    net = NetBuilder("rgb_colours")
+    data = net.input("data", (1, 3, SIZE, SIZE))
+    pool = net.layer("Pooling", data, name="pool1", pooling_param={"pool": "AVE", "kernel_size": 3, "stride": 3})
+    scores = net.layer("InnerProduct", pool, name="ip1", inner_product_param={"num_output": 4}, blobs=[weights, bias])
+    net.layer("Softmax", scores, name="prob")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = net.write(folder, "rgb_colours")
+    (folder / "mean.binaryproto").write_bytes(array_to_blob(mean[np.newaxis], legacy=True).SerializeToString())
+    (folder / "labels.txt").write_text("\n".join(COLOURS) + "\n")
+    outputs = {}
+    for name, order in (("rgb", "RGB"), ("bgr", "BGR")):
+        outputs[name] = folder / f"{name}.onnx"
+        with open_sources(
+            prototxt=files.prototxt,
+            weights=files.caffemodel,
+            mean=folder / "mean.binaryproto",
+            labels=folder / "labels.txt",
+        ) as sources:
+            convert(sources, outputs[name], overrides={"channel_order": order, "mean_kind": "image"})
+    stated = with_provenance(outputs["rgb"], folder / "stated.onnx", {"channel_order": "option --channel-order"})
+    assumed = with_provenance(
+        outputs["bgr"], folder / "assumed.onnx", {"channel_order": "assumed: Caffe's BGR (--channel-order RGB)"}
+    )
+    stated_bgr = with_provenance(outputs["bgr"], folder / "stated_bgr.onnx", {"channel_order": "train_val.prototxt"})
+    return RgbModel(stated, assumed, stated_bgr, mean, test, test_labels)
+
+
+@pytest.fixture(scope="session")
+def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> RgbModel:
+    return build_rgb_model(tmp_path_factory.mktemp("rgb") / "model")

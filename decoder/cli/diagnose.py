@@ -1,7 +1,7 @@
 """`decode diagnose --model M [IMAGES...] [--blobs X.npy] [--expect LABELS]`: why predictions are wrong.
 
 Prints the findings (code, severity, message, fix), the repair of the user's blobs and
-DIGITS's preprocessing as code, and a one-line PASSED/FAILED verdict; `--json` prints the
+the model's stated preprocessing as code, and a one-line PASSED/FAILED verdict; `--json` prints the
 same report as one JSON object. The exit status is 0 whenever a diagnosis was made
 (whatever it found), 2 for unusable input.
 """
@@ -24,6 +24,11 @@ import click
     type=click.Path(dir_okay=False),
     help="A .npy of what your code fed the network: float32 (N, C, H, W), in the order of IMAGES.",
 )
+@click.option(
+    "--scores",
+    type=click.Path(dir_okay=False),
+    help="A .npy of the scores your code read out for the same inputs (N, K): checks the blob and the softmax.",
+)
 @click.option("--expect", help="Expected labels: a file of `path label` lines, or `folders` (each image's folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--layers", "show_layers", is_flag=True, help="Also print per-layer activation statistics.")
@@ -36,11 +41,17 @@ def diagnose(
     labels: str | None,
     train_val: str | None,
     blobs: str | None,
+    scores: str | None,
     expect: str | None,
     as_json: bool,
     show_layers: bool,
 ) -> int:
-    """Explain constant or wrong predictions: input range, mean, channels, layout, polarity, weights, layers."""
+    """Explain constant or wrong predictions: input range, mean, channels, layout, polarity, weights, layers.
+
+    Your blobs are measured against the preprocessing the model's metadata states; where a
+    setting was only assumed at conversion and your blobs do better with the expected
+    labels, it says the metadata may be wrong and how to reconvert.
+    """
     from decoder.cli.inputs import expand_images
     from decoder.diagnosis.expect import load_expected_names
     from decoder.diagnosis.run import diagnose as run_diagnosis
@@ -56,6 +67,7 @@ def diagnose(
         model,
         images=[str(p) for p in paths] or None,
         blobs=blobs,
+        scores=scores,
         expect=expected,
         prototxt=prototxt,
         weights=weights,

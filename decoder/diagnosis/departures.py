@@ -119,8 +119,8 @@ def judge(
 ) -> Judgement:
     """Measure the full repair and every "the metadata is wrong about these settings" repair on the labels.
 
-    The winner is the most accurate candidate (fewest kept settings on ties), and a
-    candidate that keeps user settings wins only by beating the full repair significantly.
+    Candidates are tried from the fewest kept settings up; one replaces the best so far
+    only by beating it significantly, so the metadata is trusted unless measured wrong.
     It is offered only when it beats the blob as fed significantly; otherwise the input
     findings are kept as information, with the figures that show the repair would not help.
     """
@@ -133,7 +133,7 @@ def judge(
     correct = [int(np.sum(p == expected)) for p in predictions]
     best = 0
     for index in range(1, len(candidates)):
-        if correct[index] > correct[best] and significantly_better(predictions[index], predictions[0], expected):
+        if correct[index] > correct[best] and significantly_better(predictions[index], predictions[best], expected):
             best = index
     kept, repair = candidates[best]
     figures = {

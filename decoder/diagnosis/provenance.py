@@ -30,13 +30,12 @@ SETTING_NAMES = {"channel_order": "channel order", "mean": "mean", "scale": "sca
 
 def provenance_of(spec: PreprocessSpec) -> dict[str, str]:
     """Where each setting came from; empty for files converted before decode recorded it."""
-    value = getattr(spec, "provenance", None)
-    return dict(value) if isinstance(value, dict) else {}
+    return dict(spec.provenance)
 
 
 def is_assumed(spec: PreprocessSpec, setting: str) -> bool:
     """True when the conversion guessed ``setting`` (no file or option stated it)."""
-    return provenance_of(spec).get(setting, "").startswith("assumed")
+    return setting in spec.assumed()
 
 
 def source_phrase(spec: PreprocessSpec, setting: str) -> str:
