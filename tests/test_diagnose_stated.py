@@ -80,3 +80,22 @@ def test_a_repair_is_offered_only_when_it_measures_better(rgb_model: RgbModel) -
     assert report.finding("metadata-suspect") is not None and "channel-order" not in report.codes
     fixed = report.fix(unit)
     np.testing.assert_allclose(fixed, blobs, atol=1e-3)  # RGB kept, the scale and mean repaired
+
+
+@pytest.mark.shared
+def test_assumed_scale_on_a_real_caffe_lenet(tmp_path) -> None:
+    """Caffe's MNIST LeNet (not DIGITS) trained on pixels/256; converted without train_val the scale is a guess."""
+    from decoder.conversion import convert
+    from decoder.sources import open_sources
+    from tests.shared_data import MODELS, mnist_test_set, require
+    from tests.test_diagnose_support import with_provenance
+
+    folder = require(MODELS / "lenet_mnist_ahmdtaha")
+    with open_sources(folder) as sources:
+        convert(sources, tmp_path / "plain.onnx")
+    model = with_provenance(tmp_path / "plain.onnx", tmp_path / "lenet.onnx", {"scale": "assumed: 1 (no train_val)"})
+    images, labels = mnist_test_set()
+    report = diagnose(model, images=list(images[:60]), expect=[str(v) for v in labels[:60]])
+    saturated = report.finding("saturated-softmax")
+    assert saturated is not None and "--scale 0.00390625" in saturated.fix, report.format()
+    assert report.passed  # its answers are right: 0..255 saturates the softmax but keeps the argmax

@@ -40,7 +40,7 @@ def check_layers(forward: Forward, reference: Forward | None = None) -> list[Fin
         if reference is not None and index < len(reference.stats):
             ref = reference.stats[index].spread
             evidence["reference_spread"] = None if math.isnan(ref) else round(ref, 4)
-            healthy = f"; with DIGITS's blob of the same images it is {100 * ref:.0f}%"
+            healthy = f"; with the stated preprocessing of the same images it is {100 * ref:.0f}%"
         message = (
             f"from layer {stats.name!r} ({stats.type}) on, the output barely depends on the input: it varies across "
             f"inputs by {100 * stats.spread:.1f}% of its magnitude (the input itself by "

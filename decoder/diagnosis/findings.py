@@ -29,8 +29,8 @@ CODES: dict[str, str] = {
     "missing-weights": "a deploy layer has no weights in the caffemodel (renamed?): Caffe keeps random ones",
     "dead-layer": "a layer's output is all zero, NaN/Inf, or no longer depends on the input",
     "input-shape": "the blob's shape does not fit the network's input",
-    "pixel-mismatch": "after undoing the identified mistakes the blob still differs from DIGITS's",
-    "expected-labels": "how well DIGITS's preprocessing (and variants of it) reproduce the expected labels",
+    "pixel-mismatch": "after undoing the identified mistakes the blob still differs from the stated preprocessing's",
+    "expected-labels": "how well the stated preprocessing (and variants of it) reproduce the expected labels",
 }
 
 

@@ -93,8 +93,8 @@ def transform_findings(
     if t.method == "images" and t.residual > EXACT_FIT:
         severity = "warning" if t.residual < CLOSE_FIT else "error"
         message = (
-            f"after undoing the mistakes above, the blob still differs from DIGITS's by {100 * t.residual:.1f}% "
-            "(relative RMS)"
+            "after undoing the mistakes above, the blob still differs from the stated preprocessing's by "
+            f"{100 * t.residual:.1f}% (relative RMS)"
         )
         if t.residual < CLOSE_FIT:
             message += (

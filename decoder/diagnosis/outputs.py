@@ -63,7 +63,7 @@ def check_constant(
     varied_elsewhere = ""
     if reference is not None and len(np.unique(reference.predictions)) > 1:
         distinct = len(np.unique(reference.predictions))
-        varied_elsewhere = f"DIGITS's preprocessing of the same images gives {distinct} different labels"
+        varied_elsewhere = f"the stated preprocessing of the same images gives {distinct} different labels"
         evidence["reference_logit_spread"] = round(logit_spread(reference.logits), 4)
     elif expected is not None and len(np.unique(expected)) > 1:
         varied_elsewhere = f"the expected labels hold {len(np.unique(expected))} different classes"
@@ -105,7 +105,7 @@ def check_saturated(forward: Forward, reference: Forward | None = None) -> list[
         ref_ordered = np.sort(reference.logits, axis=1)
         ref_margin = float(np.median(ref_ordered[:, -1] - ref_ordered[:, -2]))
         evidence["reference_median_margin"] = round(ref_margin, 2)
-        comparison = f" (DIGITS's blob of the same images: {ref_margin:.1f})"
+        comparison = f" (the stated preprocessing of the same images: {ref_margin:.1f})"
     message = (
         f"the softmax is saturated: the median gap between the top two logits is {margin:.0f}{comparison} and "
         f"{100 * certain:.0f}% of the inputs get probability exactly 1.0"

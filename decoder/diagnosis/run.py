@@ -28,7 +28,7 @@ from decoder.diagnosis.forward import Forward, run_forward
 from decoder.diagnosis.inputs import check_shape, describe_range, pixel_findings, require_finite, transform_findings
 from decoder.diagnosis.opening import open_model
 from decoder.diagnosis.pixels import PixelCheck, check_pixels, digits_blob, network_pixels
-from decoder.diagnosis.provenance import is_assumed, unknown_provenance_note
+from decoder.diagnosis.provenance import is_assumed, reconvert_hint, unknown_provenance_note
 from decoder.diagnosis.report import Report
 from decoder.diagnosis.snippets import numpy_snippet, pycaffe_snippet
 from decoder.diagnosis.untrained import check_untrained, weight_tensors
@@ -192,6 +192,7 @@ def _diagnose_onnx(
         variants = run_variants(build_variants(spec, images), pixels, score, expected, user_predictions)
         findings.extend(variant_findings(variants, len(fed), spec, expected, name))
 
+    findings = _scale_hint(findings, spec, name)
     if any(f.severity == "error" for f in untrained):
         return Report(name, _explained_by_untrained(findings), inputs, list(forward.stats), variants, notes=notes)
     repair, repair_check, findings = _repair_stage(
@@ -203,6 +204,18 @@ def _diagnose_onnx(
             notes.append(note)
     findings = _attach_code(findings, spec)
     return Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check, notes)
+
+
+def _scale_hint(findings: list[Finding], spec: PreprocessSpec | None, name: str) -> list[Finding]:
+    """A saturated softmax on the stated preprocessing, whose scale was only assumed: the scale may be missing."""
+    if spec is None or not is_assumed(spec, "scale"):
+        return findings
+    hint = (
+        f"; the metadata's scale {spec.scale:g} was assumed at conversion: if the model was trained on scaled pixels "
+        "(Caffe's MNIST recipe: transform_param scale 0.00390625), rewrite it: "
+        + reconvert_hint(spec, "--scale 0.00390625", name)
+    )
+    return [dataclasses.replace(f, fix=f.fix + hint) if f.code == "saturated-softmax" else f for f in findings]
 
 
 def _probe_forwards(loaded: _Loaded) -> list[Forward]:

@@ -67,9 +67,14 @@ def numpy_snippet(spec: PreprocessSpec) -> str:
             "from decoder.preprocess import caffe_resize_image  # = pycaffe's caffe.io.resize_image",
             f"x = caffe_resize_image(x, {spec.height}, {spec.width})  # crop_size model: squash to the input, float",
         ]
-    lines.append("x = np.asarray(x, dtype=np.float32)")
-    if spec.channels == 1:
-        lines.append("x = x.reshape(1, x.shape[0], x.shape[1])  # (1, H, W)")
+    if lines[-1] == "x = np.asarray(img)":
+        lines[-1] = "x = np.asarray(img, dtype=np.float32)"
+    else:
+        lines.append("x = np.asarray(x, dtype=np.float32)")
+    if spec.channels == 1 and spec.dataset_size is not None:
+        lines.append("x = x.transpose(2, 0, 1)  # (H, W, 1) -> (1, H, W)")
+    elif spec.channels == 1:
+        lines.append("x = x[np.newaxis]  # (1, H, W)")
     elif spec.channel_order == "BGR":
         lines.append("x = x[:, :, ::-1].transpose(2, 0, 1)  # RGB -> BGR, HWC -> CHW")
     else:
@@ -111,9 +116,7 @@ def pycaffe_snippet(spec: PreprocessSpec) -> str:
     if spec.scale != 1.0:
         lines.append(f"t.set_input_scale({name!r}, {_float(spec.scale)})")
     resize = " (and squashes it to the input with caffe.io.resize_image)" if spec.dataset_size else ""
-    lines.append(
-        f"blob = t.preprocess({name!r}, x)[np.newaxis]  # 0..255 pixels{resize}; with caffe.io.load_image's "
-        f"[0,1] floats add t.set_raw_scale({name!r}, 255)"
-    )
+    lines.append(f"blob = t.preprocess({name!r}, x)[np.newaxis]  # 0..255 pixels{resize}")
+    lines.append(f"# fed caffe.io.load_image's [0,1] floats instead, add t.set_raw_scale({name!r}, 255)")
     lines.append("# then net.forward(), not Classifier.predict (it averages 10 oversampled crops)")
     return "\n".join(lines)

@@ -74,8 +74,9 @@ def build_variants(spec: PreprocessSpec, images: Sequence[ImageSource]) -> list[
     def stated(q: np.ndarray) -> np.ndarray:
         return digits_blob(q, spec)
 
-    mean_text = {"image": "minus the mean image", "pixel": "minus the mean pixel", "none": "no mean"}[spec.mean_kind]
-    out = [Variant("digits", f"as the metadata states: 0..255 pixels {mean_text}{_scaled(spec)}", "", stated)]
+    mean_text = {"image": "minus the mean image", "pixel": "minus the mean pixel", "none": ", no mean"}[spec.mean_kind]
+    mean_text = mean_text if spec.mean_kind == "none" else " " + mean_text
+    out = [Variant("digits", f"as the metadata states: 0..255 pixels{mean_text}{_scaled(spec)}", "", stated)]
     if spec.mean is not None:
         out.append(
             Variant("no-mean", "no mean subtracted", "mean-missing", lambda q: q * s, {"mean": "--mean-kind none"})
@@ -249,7 +250,7 @@ def variant_findings(
         if best.name != "digits" and (best.agreement_with_blobs or 0) >= 0.9 and margin >= 0.05:
             sentences.append(
                 f"the predictions on your blobs match '{best.name}' ({best.description}) for "
-                f"{100 * (best.agreement_with_blobs or 0):.1f}% of the inputs, the model's preprocessing's for "
+                f"{100 * (best.agreement_with_blobs or 0):.1f}% of the inputs, the stated preprocessing for "
                 f"{100 * (stated.agreement_with_blobs or 0):.1f}%"
             )
     if sentences:
