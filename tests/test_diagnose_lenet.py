@@ -21,7 +21,7 @@ from decoder.diagnosis import diagnose
 from decoder.errors import DecoderError
 from decoder.runtime import Model
 from tests.shared_data import DIGITS_LENET, require
-from tests.test_diagnose_support import accuracy, lenet_onnx, mnist
+from tests.test_diagnose_support import accuracy, assert_no_repeated_text, lenet_onnx, mnist
 
 __all__ = ["lenet_onnx", "mnist"]  # fixtures
 
@@ -66,7 +66,7 @@ def test_seed_scenario_with_the_images_and_expected_labels(lenet_onnx: Path, mni
     assert report.repair_check["accuracy"] >= 0.99
     assert report.repair_check["max_difference_from_digits"] < 1e-3
     variants = {v.name: v for v in report.variants}
-    assert variants["digits"].accuracy >= 0.99
+    assert variants["stated"].accuracy >= 0.99
     assert variants["unit-range"].agreement_with_blobs == 1.0  # the user's pipeline, reproduced
     assert "your blobs match 'unit-range'" in report.finding("expected-labels").message
     dead = report.finding("dead-layer")
@@ -84,8 +84,9 @@ def test_raw_mnist_polarity_from_blobs_and_from_images(lenet_onnx: Path, mnist: 
 
     with_images = diagnose(lenet_onnx, images=list(raw), expect=list(labels))
     assert with_images.finding("polarity").severity == "error"
+    assert_no_repeated_text(with_images)
     variants = {v.name: v.accuracy for v in with_images.variants}
-    assert variants["inverted"] >= 0.99 > 0.5 > variants["digits"]
+    assert variants["inverted"] >= 0.99 > 0.5 > variants["stated"]
 
 
 def test_healthy_inputs_have_no_error(lenet_onnx: Path, mnist: tuple) -> None:

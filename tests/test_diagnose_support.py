@@ -194,3 +194,10 @@ def build_rgb_model(folder: Path) -> RgbModel:
 @pytest.fixture(scope="session")
 def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> RgbModel:
     return build_rgb_model(tmp_path_factory.mktemp("rgb") / "model")
+
+
+def assert_no_repeated_text(report: object) -> None:
+    """No finding's message is repeated inside another's (a warning must not echo an error word for word)."""
+    messages = [finding.message for finding in report.findings]  # type: ignore[attr-defined]
+    for index, message in enumerate(messages):
+        assert not any(message in other for other_index, other in enumerate(messages) if other_index != index), message

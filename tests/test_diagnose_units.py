@@ -175,3 +175,29 @@ def test_findings_and_report() -> None:
     with pytest.raises(ValueError, match="no repair"):
         report.fix(np.zeros((1, 1, 2, 2), np.float32))
     assert Report("m.onnx", [], {"count": 1}).verdict == "PASSED: no error in 1 input"
+
+
+def test_docs_list_every_finding_code() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "diagnose.md").read_text(encoding="utf-8")
+    assert [code for code in CODES if f"| `{code}` |" not in text] == []
+
+
+def test_reconvert_hint_names_the_sources() -> None:
+    from decoder.diagnosis.provenance import reconvert_hint, significantly_better
+
+    archive = PreprocessSpec(channels=3, height=4, width=4, sources={"origin": "model.tar.gz"})
+    assert reconvert_hint(archive, "--channel-order RGB", "/x/m.onnx").startswith(
+        "`decode convert model.tar.gz -o m.onnx --channel-order RGB`"
+    )
+    files = PreprocessSpec(
+        channels=3,
+        height=4,
+        width=4,
+        sources={"origin": "d.prototxt", "prototxt": "d.prototxt", "caffemodel": "w.caffemodel"},
+    )
+    assert "--prototxt d.prototxt --weights w.caffemodel -o MODEL.onnx --scale 0.5" in reconvert_hint(
+        files, "--scale 0.5"
+    )
+    expected = np.zeros(40, int)
+    assert significantly_better(np.zeros(40, int), np.r_[np.ones(6, int), np.zeros(34, int)], expected)
+    assert not significantly_better(np.zeros(40, int), np.r_[np.ones(1, int), np.zeros(39, int)], expected)

@@ -47,10 +47,13 @@ def source_phrase(spec: PreprocessSpec, setting: str) -> str:
 def reconvert_hint(spec: PreprocessSpec, options: str, model: str = "MODEL.onnx") -> str:
     """The commands that rewrite the metadata with ``options`` (e.g. "--channel-order RGB")."""
     sources = spec.sources or {}
-    if sources.get("origin"):
-        source = sources["origin"]
+    origin = sources.get("origin", "")
+    if origin and not origin.endswith(".prototxt"):
+        source = origin  # an archive or a folder
     elif sources.get("prototxt") and sources.get("caffemodel"):
-        source = f"--prototxt {sources['prototxt']} --weights {sources['caffemodel']}"
+        flags = {"prototxt": "--prototxt", "caffemodel": "--weights", "mean": "--mean", "labels": "--labels"}
+        flags["train_val"] = "--train-val"
+        source = " ".join(f"{flag} {sources[key]}" for key, flag in flags.items() if sources.get(key))
     else:
         source = "SOURCE"
     name = Path(model).name if model.endswith(".onnx") else "MODEL.onnx"

@@ -11,7 +11,8 @@ signs tell an untrained net:
 - weights distributed like a filler: uniform with a hard edge at sqrt(3) standard
   deviations, or normal (no excess kurtosis) at a filler's std, with neighbouring weights
   uncorrelated (no spatial structure);
-- probabilities (nearly) uniform for every input: small random weights give tiny logits.
+- probabilities (nearly) uniform for every input: small random weights give tiny logits;
+  or scores that do not move whatever the input, at the stated scale, x1/255 or x255.
 
 Biases are read from the ONNX graph, where an InnerProduct with ``bias_term: false``
 carries a zero bias of our own making: so constant biases alone only make a warning; with
@@ -28,6 +29,7 @@ import numpy as np
 
 from decoder.diagnosis.findings import Finding
 from decoder.diagnosis.forward import Forward
+from decoder.diagnosis.outputs import CONSTANT_SPREAD, logit_spread
 
 if TYPE_CHECKING:
     import onnx
@@ -147,6 +149,8 @@ def check_untrained(tensors: list[WeightTensor], forwards: list[Forward]) -> lis
     all_random = bool(fillers) and len(random_layers) == len(fillers)
     ratios = [_max_ratio(f.probabilities) for f in forwards if f.probabilities.shape[1] >= 2]
     uniform = bool(ratios) and max(ratios) <= UNIFORM_RATIO
+    spreads = [logit_spread(f.logits) for f in forwards if f.logits.shape[0] >= 2 and f.logits.shape[1] >= 2]
+    independent = bool(spreads) and max(spreads) < CONSTANT_SPREAD
     signs: list[str] = []
     if constant:
         values = sorted({value for _, value in constant})
@@ -161,13 +165,19 @@ def check_untrained(tensors: list[WeightTensor], forwards: list[Forward]) -> lis
         )
     if uniform:
         signs.append(f"every input gets nearly uniform probabilities (within a factor {max(ratios):.2f})")
+    if independent:
+        signs.append(
+            f"the scores do not depend on the input at any scale tried (logit spread at most {100 * max(spreads):.1f}%)"
+        )
     evidence: dict[str, object] = {
         "constant_bias_layers": [layer for layer, _ in constant],
         "filler_like_layers": [layer for layer, _ in random_layers],
         "weight_layers": len(fillers),
         "max_probability_ratio": round(max(ratios), 4) if ratios else None,
+        "input_independent": independent,
     }
-    strong = (constant and (bool(random_layers) or uniform)) or (all_random and uniform)
+    symptom = uniform or independent
+    strong = (constant and (bool(random_layers) or symptom)) or (all_random and symptom)
     if strong:
         severity = "error"
     elif constant or (all_random and len(fillers) >= 2):

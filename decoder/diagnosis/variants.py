@@ -76,7 +76,7 @@ def build_variants(spec: PreprocessSpec, images: Sequence[ImageSource]) -> list[
 
     mean_text = {"image": "minus the mean image", "pixel": "minus the mean pixel", "none": ", no mean"}[spec.mean_kind]
     mean_text = mean_text if spec.mean_kind == "none" else " " + mean_text
-    out = [Variant("digits", f"as the metadata states: 0..255 pixels{mean_text}{_scaled(spec)}", "", stated)]
+    out = [Variant("stated", f"as the metadata states: 0..255 pixels{mean_text}{_scaled(spec)}", "", stated)]
     if spec.mean is not None:
         out.append(
             Variant("no-mean", "no mean subtracted", "mean-missing", lambda q: q * s, {"mean": "--mean-kind none"})
@@ -245,9 +245,9 @@ def variant_findings(
         sentences.append(sentence)
     matches = [r for r in results if r.agreement_with_blobs is not None]
     if matches:
-        best = max(matches, key=lambda r: (r.agreement_with_blobs or 0.0, r.name == "digits"))
+        best = max(matches, key=lambda r: (r.agreement_with_blobs or 0.0, r.name == "stated"))
         margin = (best.agreement_with_blobs or 0) - (stated.agreement_with_blobs or 0)
-        if best.name != "digits" and (best.agreement_with_blobs or 0) >= 0.9 and margin >= 0.05:
+        if best.name != "stated" and (best.agreement_with_blobs or 0) >= 0.9 and margin >= 0.05:
             sentences.append(
                 f"the predictions on your blobs match '{best.name}' ({best.description}) for "
                 f"{100 * (best.agreement_with_blobs or 0):.1f}% of the inputs, the stated preprocessing for "
