@@ -146,7 +146,8 @@ def check_untrained(tensors: list[WeightTensor], forwards: list[Forward]) -> lis
     constant = constant_biases(tensors)
     fillers = [(t.layer, filler_like(t.weight)) for t in tensors if t.weight.size >= MIN_WEIGHTS]
     random_layers = [(layer, kind) for layer, kind in fillers if kind]
-    all_random = bool(fillers) and len(random_layers) == len(fillers)
+    # One blob is too little to call a whole net random (a small test net's only big layer).
+    all_random = len(fillers) >= 2 and len(random_layers) == len(fillers)
     ratios = [_max_ratio(f.probabilities) for f in forwards if f.probabilities.shape[1] >= 2]
     uniform = bool(ratios) and max(ratios) <= UNIFORM_RATIO
     spreads = [logit_spread(f.logits) for f in forwards if f.logits.shape[0] >= 2 and f.logits.shape[1] >= 2]
@@ -180,7 +181,7 @@ def check_untrained(tensors: list[WeightTensor], forwards: list[Forward]) -> lis
     strong = (constant and (bool(random_layers) or symptom)) or (all_random and symptom)
     if strong:
         severity = "error"
-    elif constant or (all_random and len(fillers) >= 2):
+    elif constant or all_random:
         severity = "warning"
     else:
         return []
