@@ -75,8 +75,8 @@ class GraphInfo:
         Files written before heads were told apart carry no ``kind``: it is worked out here
         from the score output's declared shape and the layer that writes it.
         """
-        info = cls._read(props, output_names, path)
-        if GRAPH_KEY in props and "kind" in read_graph_metadata(props, path):
+        info, recorded = cls._read(props, output_names, path)
+        if recorded:
             return info
         producer = {top: layer["type"] for layer in info.layers for top in layer["tops"]}
         shape = (output_shapes or {}).get(info.score_output, [])
@@ -86,7 +86,8 @@ class GraphInfo:
         return replace(info, kind=kind, kind_reason=reason)
 
     @classmethod
-    def _read(cls, props: dict[str, str], output_names: list[str], path: str | None) -> GraphInfo:
+    def _read(cls, props: dict[str, str], output_names: list[str], path: str | None) -> tuple[GraphInfo, bool]:
+        """The entry as written, and whether it records the head's kind (files since heads were told apart)."""
         if GRAPH_KEY in props:
             body = read_graph_metadata(props, path)
             if body["score_output"] not in output_names:
@@ -95,7 +96,7 @@ class GraphInfo:
                     f"{body['score_output']!r} is not one of the graph's outputs {output_names})",
                     path,
                 )
-            return cls(
+            info = cls(
                 tuple(body["outputs"]),
                 body["score_output"],
                 bool(body.get("score_is_softmax", False)),
@@ -104,8 +105,9 @@ class GraphInfo:
                 body.get("kind_reason", ""),
                 body.get("fixed_batch"),
             )
+            return info, "kind" in body
         # Not ours: follow Caffe/DIGITS (last output in sorted order) and assume logits.
-        return cls(tuple(output_names), sorted(output_names)[-1], False, ())
+        return cls(tuple(output_names), sorted(output_names)[-1], False, ()), False
 
 
 def _input_values(spec: PreprocessSpec | None) -> int | None:

@@ -296,3 +296,22 @@ def test_mtcnn_pnet_is_a_classifier_at_12x12_and_its_probability_maps_are_not(tm
     assert report.kind == "other" and "2x7x7 values per image" in report.kind_reason
     with pytest.raises(DecoderError, match=r"prob1 \(Nx2x7x7\)"):
         Model.load(tmp_path / "pnet24.onnx").predict(np.zeros((24, 24, 3), np.uint8))
+
+
+def test_a_softmax_over_a_declared_batch_of_2_runs_two_images_per_call(tmp_path: Path) -> None:
+    """Softmax over axis 0 ties the images of Caffe's batch of 2 together: every call gets 2
+    images (the last one padded with a copy), and each call equals OpenCV on the same pair."""
+    from decoder.caffe_io import load_net
+    from decoder.converter import convert_net
+    from tests.caffe_nets import assert_matches_opencv
+
+    net = NetBuilder("batch_softmax", seed=5)
+    data = net.input("data", (2, 3, 4, 4))
+    ip = net.layer("InnerProduct", data, name="ip", inner_product_param={"num_output": 3}, blobs=[(3, 48), (3,)])
+    net.layer("Softmax", ip, "prob", name="prob", softmax_param={"axis": 0})
+    files = net.write(tmp_path / "model")
+    graph = convert_net(load_net(files.prototxt, files.caffemodel))
+    assert graph.fixed_batch == 2
+    assert graph.batch_couplings == ["layer 'prob' (Softmax) normalises over the batch axis (axis 0)"]
+    ours = assert_matches_opencv(files, tmp_path, inputs=[net.random_inputs(3, seed=1), net.random_inputs(4, seed=2)])
+    assert ours["prob"].shape == (4, 3)

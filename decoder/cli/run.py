@@ -61,7 +61,8 @@ def run(
 
     \b
       decode run photos/ --model detector.onnx -o outputs.npz
-    then in Python: data = numpy.load("outputs.npz"); data["images"], data["<blob>"]
+      then in Python: data = numpy.load("outputs.npz")
+      data["images"][i] is image i's path, data[BLOB][i] its output BLOB
     """
     from decoder.cli.inputs import expand_inputs
     from decoder.npz_output import StackedNpzWriter
