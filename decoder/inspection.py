@@ -208,6 +208,8 @@ def _settings(spec: PreprocessSpec, graph: dict[str, Any] | None, batch: int | N
     ]
     if graph is not None and graph.get("score_output"):
         kind = "already a softmax" if graph.get("score_is_softmax") else "not a softmax: one is applied"
+        if graph.get("kind") == "other":  # decoder.heads: no label to give; `decode run` gives the outputs
+            kind = f"not a classifier ({graph.get('kind_reason', '')}): `decode run` gives every output"
         lines.append(Setting("scores", f"output {graph['score_output']!r}, {kind}", source("score_output", "")))
     lines.append(Setting("batch", batch_text))
     return tuple(lines)
@@ -231,6 +233,7 @@ def _preprocessing_dict(spec: PreprocessSpec, graph: dict[str, Any] | None, batc
         "labels": list(spec.labels),
         "score_output": None if graph is None else graph.get("score_output"),
         "score_is_softmax": None if graph is None else bool(graph.get("score_is_softmax", False)),
+        "kind": None if graph is None else graph.get("kind"),
         "batch": "dynamic" if batch is None else batch,
         "sources": dict(spec.sources),
         "provenance": dict(spec.provenance),
