@@ -168,6 +168,8 @@ def test_a_detector_is_refused_by_predict_and_run_gives_its_outputs_per_image(
         "dynamic batch: layer 'cls_reshape' (Reshape) writes the batch as 1 (shape [1, -1, 2]): read as the batch axis"
         in summary
     )
+    status, out, _ = run(capsys, "inspect", model_path)
+    assert status == 0 and "scores    output 'loc_reshape', not a classifier (its score blob holds 192x4" in out
     images = write_images(tmp_path / "images", 3)
 
     status, out, err = run(capsys, images[0], "--model", model_path)
