@@ -47,6 +47,9 @@ class Phase:
     seconds: float
     latencies: tuple[float, ...]
     mean_batch: float
+    client_cpu: float = float("nan")  # CPU seconds per request: this process (the clients)
+    server_cpu: float = float("nan")  # ... the server process, all threads
+    loop_cpu: float = float("nan")  # ... the server's main thread (the event loop)
 
     @property
     def rate(self) -> float:
@@ -55,6 +58,12 @@ class Phase:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+    def cpu_line(self) -> str:
+        return (
+            f"     CPU per request: clients {1000 * self.client_cpu:.2f} ms, server {1000 * self.server_cpu:.2f} ms "
+            f"(event loop {1000 * self.loop_cpu:.2f} ms)"
+        )
 
     def line(self) -> str:
         return (
@@ -143,8 +152,30 @@ def batch_totals(url: str) -> tuple[float, float]:
     return (float(total.group(1)) if total else 0.0), (float(calls.group(1)) if calls else 0.0)
 
 
-def run_phase(url: str, model: str, clients: int, requests: int, samples: list[Path] | None = None) -> Phase:
-    """``requests`` classify_one calls spread over ``clients`` concurrent keep-alive connections."""
+def server_cpu(pid: int | None) -> tuple[float, float]:
+    """(all threads, main thread) CPU seconds of a local process, from /proc; NaN elsewhere."""
+    if pid is None or not os.path.isdir(f"/proc/{pid}/task"):
+        return float("nan"), float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    total = main_thread = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        total += used
+        main_thread += used if int(tid) == pid else 0.0
+    return total, main_thread
+
+
+def run_phase(
+    url: str, model: str, clients: int, requests: int, samples: list[Path] | None = None, pid: int | None = None
+) -> Phase:
+    """``requests`` classify_one calls spread over ``clients`` concurrent keep-alive connections.
+
+    ``pid``: the server's process id when it runs on this machine, to report its CPU time per request.
+    """
     samples = samples or sorted(SAMPLES.glob("digit_*.png"))
     bodies = []
     for path in samples:
@@ -159,9 +190,11 @@ def run_phase(url: str, model: str, clients: int, requests: int, samples: list[P
         starts = [sum(share[:i]) for i in range(clients)]
         return await asyncio.gather(*(_client(url, target, bodies, n, s) for n, s in zip(share, starts, strict=True)))
 
+    cpu_before, client_before = server_cpu(pid), time.process_time()
     began = time.perf_counter()
     results = asyncio.run(everyone())
     seconds = time.perf_counter() - began
+    cpu_after, client_after = server_cpu(pid), time.process_time()
     after = batch_totals(url)
     calls = after[1] - before[1]
     latencies = tuple(t for lat, _ in results for t in lat)
@@ -172,7 +205,22 @@ def run_phase(url: str, model: str, clients: int, requests: int, samples: list[P
         seconds,
         latencies,
         (after[0] - before[0]) / calls if calls else 0.0,
+        (client_after - client_before) / requests,
+        (cpu_after[0] - cpu_before[0]) / requests,
+        (cpu_after[1] - cpu_before[1]) / requests,
     )
+
+
+def cpu_bound_ratio(single: Phase, many: Phase, cores: int) -> float:
+    """The throughput ratio the CPU times allow on an otherwise idle machine with ``cores`` cores.
+
+    Sequential: one request's client and server CPU back to back (wake-up latencies left out,
+    which flatters the sequential side). Concurrent: the cores shared by client and server
+    work, but never faster than the event loop thread or the client alone allow.
+    """
+    sequential = 1 / (single.client_cpu + single.server_cpu)
+    concurrent = min(cores / (many.client_cpu + many.server_cpu), 1 / many.loop_cpu, 1 / many.client_cpu)
+    return concurrent / sequential
 
 
 def free_port() -> int:
@@ -227,16 +275,25 @@ def main() -> int:
     if url is None:
         process, url = start_server([args.onnx], args.server_args.split())
     try:
+        pid = process.pid if process is not None else None
         run_phase(url, args.model, 4, 200)  # warm-up: imports, first session runs, connection setup
-        single = run_phase(url, args.model, 1, args.requests)
-        many = run_phase(url, args.model, args.clients, args.requests)
+        single = run_phase(url, args.model, 1, args.requests, pid=pid)
+        many = run_phase(url, args.model, args.clients, args.requests, pid=pid)
     finally:
         if process is not None:
             stop_server(process)
     print(f"decode serve load test, {os.cpu_count()} CPU(s), {url}")
-    print(single.line())
-    print(many.line())
+    for phase in (single, many):
+        print(phase.line())
+        if process is not None:
+            print(phase.cpu_line())
     print(f"throughput ratio {args.clients} clients / 1 sequential client: {many.rate / single.rate:.2f}x")
+    if process is not None:
+        cores = len(os.sched_getaffinity(0))
+        print(
+            f"CPU-bound ratio on an otherwise idle {cores}-core machine (from the CPU times above): "
+            f"{cpu_bound_ratio(single, many, cores):.2f}x"
+        )
     return 1 if single.errors or many.errors else 0
 
 
