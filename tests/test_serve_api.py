@@ -77,7 +77,11 @@ def digits_answer(model: Model, path: Path) -> list[list[object]]:
 
 
 def upload(path: Path, field: str = "image_file") -> dict[str, tuple[str, bytes, str]]:
-    return {field: (path.name, path.read_bytes(), "image/png")}
+    return upload_bytes(path.name, path.read_bytes(), field)
+
+
+def upload_bytes(name: str, data: bytes, field: str = "image_file") -> dict[str, tuple[str, bytes, str]]:
+    return {field: (name, data, "image/png")}
 
 
 # --------------------------------------------------------------------------- DIGITS's API
@@ -272,15 +276,23 @@ def test_requests_arriving_together_share_one_model_call(reference: Model) -> No
             np.testing.assert_allclose(outcome, expected[index], rtol=1e-6)
 
 
-def test_private_temp_folder_lives_as_long_as_the_server() -> None:
+def test_uploads_stay_in_memory_and_the_private_folder_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3 MB upload (Starlette would spool it to a temporary file past 1 MB) never reaches the disk."""
+
+    def no_disk(*args: object, **kwargs: object) -> object:
+        raise AssertionError("an upload was written to a temporary file")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_disk)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_disk)
     app = create_app(load_models([LENET]))
     state = app.state.server
-    before = tempfile.tempdir
-    with TestClient(app):
-        assert tempfile.gettempdir() == str(state.temp)
+    big = sample(7).read_bytes() + b"\0" * 3_000_000  # a PNG with trailing bytes: still the digit
+    with TestClient(app) as client:
         assert state.temp.stat().st_mode & 0o777 == 0o700
+        response = client.post(f"{CLASSIFY_ONE}?job_id=lenet", files=upload_bytes("big.png", big))
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"][0][0] == "7"
     assert not state.temp.exists()
-    assert tempfile.tempdir == before
 
 
 def test_pictures_without_matplotlib_say_what_to_install(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,16 +1,15 @@
 """The ASGI application: :func:`create_app` builds a plain Starlette object from loaded models and settings.
 
 Tests call it in-process through Starlette's ``TestClient``; `decode serve` hands it to
-uvicorn. Startup points :mod:`tempfile` at the server's private folder (multipart uploads
-over 1 MB spill there, nowhere else) and shutdown removes it, after uvicorn has let the
-requests in flight finish (its graceful shutdown on SIGTERM).
+uvicorn. Shutdown (after uvicorn has let the requests in flight finish, its graceful
+shutdown on SIGTERM) stops the batchers and removes the server's private temporary folder.
+No global state is changed: several apps can live in one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
@@ -67,12 +66,9 @@ def create_app(models: Sequence[ServedModel], settings: Settings | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        previous = tempfile.tempdir
-        tempfile.tempdir = str(state.temp)
         try:
             yield
         finally:
-            tempfile.tempdir = previous
             await state.close()
 
     routes = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from decoder.errors import DecoderError
@@ -46,8 +48,8 @@ class ServerState:
         self.executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="decode-batch")
         self.pictures = ThreadPoolExecutor(1, thread_name_prefix="decode-pictures")
         self.downloads = ThreadPoolExecutor(8, thread_name_prefix="decode-downloads")
-        # Private (0700) and removed at shutdown: multipart uploads above 1 MB spill here, and
-        # `decode visualize` pictures are drawn here before they are sent.
+        # Private (0700) and removed at shutdown: `decode visualize` pictures are drawn here
+        # before they are sent (uploads stay in memory, see read_form).
         self.temp = Path(tempfile.mkdtemp(prefix="decode-serve-"))
         for served in self.models:
             self.batchers[served.key] = Batcher(
@@ -111,12 +113,34 @@ class ServerState:
             shutil.rmtree(self.temp, ignore_errors=True)
 
 
+class _InMemoryParser(MultiPartParser):
+    """Starlette's multipart parser, keeping uploaded files in memory up to the request limit.
+
+    Starlette spools a file part over 1 MB to an anonymous file in the system's temporary
+    folder; here no upload ever touches the disk (the body is already capped at
+    ``max_upload`` bytes by :class:`~decoder.serve.limits.RequestGuard`).
+    """
+
+    def __init__(self, *args: Any, spool: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spool_max_size = spool
+
+
 async def read_form(request: Request, settings: Settings) -> FormData:
     """The multipart or urlencoded form; a malformed body is a 400 naming the problem."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return FormData()
-    return await request.form(max_files=settings.max_images, max_fields=1000)
+    if content_type.startswith("multipart/form-data"):
+        try:
+            async with contextlib.aclosing(request.stream()) as stream:
+                parser = _InMemoryParser(
+                    request.headers, stream, max_files=settings.max_images, max_fields=1000, spool=settings.max_upload
+                )
+                return await parser.parse()
+        except MultiPartException as exc:
+            raise ApiError(400, f"malformed multipart body: {exc.message}") from None
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        return await request.form(max_files=0, max_fields=1000)
+    return FormData()
 
 
 async def upload_of(field_value: Any, field_name: str) -> Upload | None:
