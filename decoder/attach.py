@@ -1,58 +1,58 @@
-"""`decode attach`: give any ONNX image classifier the metadata `decode` needs.
+"""`decode attach`: give any ONNX image classifier the metadata `decode` needs, or edit it.
 
 A model exported by another tool (or converted from Caffe some other way) carries no
 preprocessing and no labels. Rather than asking users to re-type them on every run, they
 are written into the file once, in exactly the form `decode convert` writes, so the
 result behaves like one of ours: `decode img.png --model it.onnx` just works.
+
+On a file that already carries decoder metadata, attach EDITS: every setting not passed
+is kept (mean, scale, channel order, labels, resize mode, dataset size, the layer table,
+provenance), so `attach M -o M2 --labels labels.txt` only adds labels. Options are parsed
+by the same functions as `decode convert`'s, so the same option gives the same numbers.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
-from decoder.caffe_io import read_binaryproto
-from decoder.conversion import score_output_of, write_model_atomically
+from decoder.conversion import (
+    float_mean_image,
+    mean_from_values,
+    mean_pixel_of,
+    read_mean_file,
+    score_output_of,
+    write_model_atomically,
+)
 from decoder.errors import DecoderError
-from decoder.spec import GRAPH_KEY, PreprocessSpec
+from decoder.spec import GRAPH_KEY, MEAN_KEY, SPEC_KEY, PreprocessSpec, read_graph_metadata
 
 PathLike = str | os.PathLike[str]
 
 
-def _read_mean(path: Path, channels: int) -> np.ndarray:
-    """A mean image or pixel from a .binaryproto or .npy, as (C, H, W) or (C,)."""
-    if path.suffix.lower() == ".npy":
-        try:
-            mean = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as exc:
-            raise DecoderError(f"not a readable .npy array ({exc})", path) from None
-    else:
-        mean = read_binaryproto(path)
-    mean = mean.reshape(mean.shape[-3:]) if mean.ndim == 4 and mean.shape[0] == 1 else mean
-    if mean.ndim not in (1, 3) or mean.shape[0] != channels:
-        raise DecoderError(f"mean of shape {list(mean.shape)} does not fit a {channels}-channel input", path)
-    return mean
+@dataclass(frozen=True)
+class AttachEdits:
+    """The settings the user passed; None / empty = keep what the file carries (or the default)."""
+
+    mean: PathLike | None = None
+    mean_values: tuple[float, ...] = ()
+    mean_kind: str | None = None
+    labels: tuple[str, ...] | None = None
+    labels_file: str = ""
+    resize_mode: str | None = None
+    channel_order: str | None = None
+    scale: float | None = None
+    score_output: str | None = None
 
 
-def attach(
-    model_path: PathLike,
-    output: PathLike,
-    *,
-    mean: PathLike | None = None,
-    mean_values: tuple[float, ...] = (),
-    labels: tuple[str, ...] = (),
-    resize_mode: str = "squash",
-    channel_order: str = "BGR",
-    scale: float = 1.0,
-    score_output: str | None = None,
-) -> PreprocessSpec:
-    """Write ``model_path`` with decoder metadata to ``output``; returns the spec it carries."""
-    from decoder.intermediates import load_onnx
-
-    model = load_onnx(model_path)
+def _image_input(model: onnx.ModelProto, model_path: PathLike) -> tuple[str, int, int, int]:
+    """(name, C, H, W) of the model's one NCHW image input."""
     initializers = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -60,57 +60,116 @@ def attach(
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or None in dims[1:]:
         raise DecoderError(f"input {inputs[0].name!r} is not NCHW with a fixed C, H, W (shape {dims})", model_path)
-    _, channels, height, width = (int(d) if d else 0 for d in dims)
+    return inputs[0].name, int(dims[1] or 0), int(dims[2] or 0), int(dims[3] or 0)
 
-    mean_array: np.ndarray | None = None
-    mean_kind = "none"
-    if mean is not None and mean_values:
-        raise DecoderError("give a mean file or mean values, not both")
-    if mean is not None:
-        mean_array = _read_mean(Path(mean), channels)
-        if mean_array.ndim == 3 and mean_array.shape[1:] != (height, width):
-            from decoder.preprocess import resize_mean
 
-            mean_array = resize_mean(mean_array, height, width, path=Path(mean))
-        mean_kind = "image" if mean_array.ndim == 3 else "pixel"
-    elif mean_values:
-        values = list(mean_values) * (channels if len(mean_values) == 1 else 1)
-        if len(values) != channels:
-            raise DecoderError(f"{len(mean_values)} mean values for a {channels}-channel input")
-        mean_array, mean_kind = np.asarray(values, np.float32), "pixel"
+def _mean(
+    edits: AttachEdits, base: PreprocessSpec, channels: int, height: int, width: int
+) -> tuple[str, np.ndarray | None, str] | None:
+    """(kind, mean, provenance) from the options, or None to keep the file's."""
+    if edits.mean is not None and edits.mean_values:
+        raise DecoderError("give --mean FILE or --mean-values, not both")
+    if edits.mean_values:
+        if edits.mean_kind not in (None, "pixel"):
+            raise DecoderError(f"--mean-values is a mean pixel; it contradicts --mean-kind {edits.mean_kind}")
+        return "pixel", mean_from_values(edits.mean_values, channels), "option --mean-values"
+    if edits.mean is not None:
+        path = Path(edits.mean)
+        stored = read_mean_file(path, channels)
+        origin = f"option --mean {path.name}"
+        if stored.ndim == 1 or edits.mean_kind == "pixel":
+            return "pixel", stored if stored.ndim == 1 else mean_pixel_of(stored), origin
+        if edits.mean_kind == "none":
+            return "none", None, "option --mean-kind none"
+        return "image", float_mean_image(stored, height, width, path)[0], origin
+    if edits.mean_kind is None or edits.mean_kind == base.mean_kind:
+        return None
+    if edits.mean_kind == "none":
+        return "none", None, "option --mean-kind none"
+    if edits.mean_kind == "pixel" and base.mean_kind == "image" and base.mean is not None:
+        return "pixel", mean_pixel_of(base.mean), "option --mean-kind pixel (the average of the file's mean image)"
+    raise DecoderError(f"--mean-kind {edits.mean_kind} needs the mean itself: give --mean FILE or --mean-values")
 
-    outputs = [o.name for o in model.graph.output]
-    score = score_output or score_output_of(outputs)
-    if score not in outputs:
-        raise DecoderError(f"has no output {score!r}; its outputs are {', '.join(outputs)}", model_path)
-    producer = next((n for n in model.graph.node if score in n.output), None)
-    shape = [d.dim_value for d in next(o for o in model.graph.output if o.name == score).type.tensor_type.shape.dim]
-    classes = int(np.prod(shape[1:])) if len(shape) >= 2 and all(shape[1:]) else None
-    if labels and classes is not None and len(labels) != classes:
-        raise DecoderError(f"{len(labels)} labels for {classes} classes in output {score!r}")
-    spec = PreprocessSpec(
+
+def _base_spec(props: dict[str, str], model_path: PathLike, name: str, shape: tuple[int, int, int]) -> PreprocessSpec:
+    """The spec the file carries, else the defaults every unstated setting falls back to (marked assumed)."""
+    if SPEC_KEY in props:
+        return PreprocessSpec.from_metadata(props, str(model_path))
+    channels, height, width = shape
+    assumed = {
+        "mean": "assumed: no mean (none given); give --mean-values or --mean",
+        "scale": "assumed: 1 (none given); change with --scale",
+        "resize_mode": "assumed: squash (none given); change with --resize-mode",
+    }
+    if channels == 3:
+        assumed["channel_order"] = "assumed: BGR (Caffe's order); change with --channel-order RGB"
+    return PreprocessSpec(
         channels=channels,
         height=height,
         width=width,
-        input_name=inputs[0].name,
-        resize_mode=resize_mode,  # type: ignore[arg-type]
-        channel_order=channel_order,  # type: ignore[arg-type]
-        mean_kind=mean_kind,  # type: ignore[arg-type]
-        mean=mean_array,
-        scale=scale,
-        labels=labels,
+        input_name=name,
         sources={"origin": Path(model_path).name},
+        provenance={"input_shape": f"{Path(model_path).name} graph input", **assumed},
     )
-    import json
 
-    graph = {
-        "outputs": outputs,
-        "score_output": score,
-        "score_is_softmax": producer is not None and producer.op_type == "Softmax",
-        "layers": [],
-        "caffe_net": "",
-    }
-    props = {p.key: p.value for p in model.metadata_props} | spec.to_metadata() | {GRAPH_KEY: json.dumps(graph)}
-    onnx.helper.set_model_props(model, props)
+
+def attach(model_path: PathLike, output: PathLike, edits: AttachEdits | None = None) -> tuple[PreprocessSpec, str]:
+    """Write ``model_path`` with decoder metadata to ``output``; returns (the spec it carries, score output).
+
+    Settings in ``edits`` replace the file's; all others are kept as they are.
+    """
+    from decoder.intermediates import load_onnx
+
+    edits = edits or AttachEdits()
+    model = load_onnx(model_path)
+    name, channels, height, width = _image_input(model, model_path)
+    props = {p.key: p.value for p in model.metadata_props}
+    base = _base_spec(props, model_path, name, (channels, height, width))
+    if (base.channels, base.height, base.width) != (channels, height, width):
+        raise DecoderError(
+            f"its metadata says input {base.channels}x{base.height}x{base.width} but the graph's is "
+            f"{channels}x{height}x{width}",
+            model_path,
+        )
+    provenance = dict(base.provenance)
+    changes: dict[str, Any] = {}
+    mean = _mean(edits, base, channels, height, width)
+    if mean is not None:
+        changes["mean_kind"], changes["mean"], provenance["mean"] = mean
+    for key, value in (("scale", edits.scale), ("resize_mode", edits.resize_mode)):
+        if value is not None:
+            changes[key] = value
+            provenance[key] = f"option --{key.replace('_', '-')}"
+    if edits.channel_order is not None:
+        changes["channel_order"] = edits.channel_order.upper()
+        provenance["channel_order"] = "option --channel-order"
+
+    outputs = [o.name for o in model.graph.output]
+    graph = read_graph_metadata(props, str(model_path)) if GRAPH_KEY in props else None
+    score = edits.score_output or (graph["score_output"] if graph else score_output_of(outputs))
+    if score not in outputs:
+        raise DecoderError(f"has no output {score!r}; its outputs are {', '.join(outputs)}", model_path)
+    if edits.score_output is not None or "score_output" not in provenance:
+        provenance["score_output"] = "option --score-output" if edits.score_output else "last output in sorted order"
+    shape = [d.dim_value for d in next(o for o in model.graph.output if o.name == score).type.tensor_type.shape.dim]
+    classes = int(np.prod(shape[1:])) if len(shape) >= 2 and all(shape[1:]) else None
+    labels = base.labels if edits.labels is None else edits.labels
+    if edits.labels is not None:
+        changes["labels"] = edits.labels
+        provenance["labels"] = f"{edits.labels_file} (option --labels)" if edits.labels_file else "option --labels"
+    if labels and classes is not None and len(labels) != classes:
+        raise DecoderError(f"{len(labels)} labels for {classes} classes in output {score!r}")
+    spec = base.with_changes(**changes, provenance=provenance)
+
+    producer = next((n for n in model.graph.node if score in n.output), None)
+    if graph is None:
+        graph = {"outputs": outputs, "layers": [], "caffe_net": ""}
+    if edits.score_output is not None or "score_is_softmax" not in graph:
+        graph["score_is_softmax"] = producer is not None and producer.op_type == "Softmax"
+    graph["score_output"] = score
+    new_props = props | spec.to_metadata() | {GRAPH_KEY: json.dumps(graph)}
+    if spec.mean is None:
+        new_props.pop(MEAN_KEY, None)
+    onnx.helper.set_model_props(model, new_props)
     write_model_atomically(model, Path(output))
-    return spec
+    return spec, score

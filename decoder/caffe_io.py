@@ -87,7 +87,11 @@ class NetInput:
 
 @dataclass
 class CaffeNet:
-    """A deploy net in V2 form, with the weights that matched its layers by name."""
+    """A deploy net in V2 form, with the weights that matched its layers by name.
+
+    ``input_source`` says where the first input's shape came from (for the conversion
+    summary); ``dropped`` names the training-only layers removed from a train/test net.
+    """
 
     name: str
     inputs: list[NetInput]
@@ -95,6 +99,20 @@ class CaffeNet:
     weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
     prototxt: str = ""
     caffemodel: str = ""
+    input_source: str = ""
+    dropped: list[str] = field(default_factory=list)
+    data_layer_type: str = ""  # a train/test net's data layer ("ImageData", "Data"...), "" for deploy nets
+
+
+#: Layers that feed a net while training (their first top is the image, the others labels).
+DATA_LAYER_TYPES = frozenset({"Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData"})
+#: Layers that only score training: a deploy net has none of them. (Silence is dropped only
+#: when it silences the labels: on other blobs it says "not an output", which deploy nets use.)
+TRAINING_ONLY_TYPES = frozenset({"Accuracy", "HDF5Output"})
+
+
+def _is_training_only(layer_type: str) -> bool:
+    return layer_type in TRAINING_ONLY_TYPES or layer_type in DATA_LAYER_TYPES or layer_type.endswith("Loss")
 
 
 def _read_bytes(path: PathLike, what: str) -> bytes:
@@ -119,26 +137,44 @@ _UNKNOWN_FIELD = re.compile(r'Message type "(?:caffe\.)?([\w.]+)" has no field n
 _UNKNOWN_ENUM = re.compile(r'Enum type "(?:caffe\.)?([\w.]+)" has no value named "?([\w.]+)"?')
 
 
-def parse_prototxt(text: str, path: PathLike | None = None) -> caffe_pb2.NetParameter:
+def parse_prototxt(
+    text: str, path: PathLike | None = None, *, allow_unknown_field: bool = False, escape_non_ascii: bool = False
+) -> caffe_pb2.NetParameter:
     """Parse protobuf text into a NetParameter; errors say line, column and what went wrong.
 
     A field or enum value we do not know is almost always another Caffe fork's extension
     (SSD, R-FCN, NVIDIA versions we lack...), so the message says so and names it.
-    Unknown fields are NOT skipped: one could change what a layer computes.
+    Unknown fields are NOT skipped for nets we run (one could change what a layer
+    computes); ``allow_unknown_field`` is for train_val files read only for their data layer.
+    ``escape_non_ascii``: the text was a Latin-1 fallback, so messages show bytes, not guesses.
     """
     net = caffe_pb2.NetParameter()
     try:
-        text_format.Parse(text, net)
+        text_format.Parse(text, net, allow_unknown_field=allow_unknown_field)
     except text_format.ParseError as exc:
-        raise DecoderError(_describe_parse_error(exc), path) from None
+        raise DecoderError(_describe_parse_error(exc, text, escape_non_ascii), path) from None
     except RecursionError:
         raise DecoderError("not a valid Caffe prototxt: nested too deeply", path) from None
     return net
 
 
-def _describe_parse_error(exc: text_format.ParseError) -> str:
+def _slash_comment_line(text: str, line: int) -> bool:
+    """Whether line ``line`` (1-based) holds a ``//`` outside a quoted string: a C++-style comment."""
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return False
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', "", lines[line - 1])
+    return "//" in unquoted
+
+
+def _describe_parse_error(exc: text_format.ParseError, text: str = "", escape_non_ascii: bool = False) -> str:
     where = f"line {exc.GetLine()}, column {exc.GetColumn()}" if exc.GetLine() else "somewhere"
-    detail = re.sub(r"^\d+:\d+\s*:\s*", "", str(exc)).strip()
+    detail = _printable(re.sub(r"^\d+:\d+\s*:\s*", "", str(exc)).strip(), escape_non_ascii)
+    if exc.GetLine() and _slash_comment_line(text, exc.GetLine()):
+        return (
+            f"line {exc.GetLine()}: '//' comments are not allowed in a prototxt (protobuf text format "
+            "comments start with '#'); replace '//' with '#'"
+        )
     fork = "a Caffe fork's extension? decoder knows BVLC and NVIDIA Caffe; remove it only if it does not change"
     if match := _UNKNOWN_FIELD.search(detail):
         message, name = match.groups()
@@ -151,39 +187,64 @@ def _describe_parse_error(exc: text_format.ParseError) -> str:
     return f"not a valid Caffe prototxt, syntax error at {where}: {detail}"
 
 
+def _printable(text: str, escape_non_ascii: bool) -> str:
+    """``text`` for a one-line message, without newlines; Latin-1 stand-ins as \\xNN escapes.
+
+    :func:`decode_text_as` falls back to Latin-1 for bytes it cannot otherwise decode;
+    printing those characters would be mojibake, so they are shown as the bytes they are.
+    """
+    escaped = "".join(f"\\x{ord(c):02x}" if escape_non_ascii and ord(c) >= 0x80 else c for c in text)
+    return " ".join(escaped.split())
+
+
 def _looks_like_text(data: bytes) -> bool:
     """Whether ``data`` starts as text (see :func:`decode_text`) without control characters."""
     text = decode_text(data[:4096])
     return text is not None and not any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text)
 
 
-def read_prototxt(path: PathLike) -> caffe_pb2.NetParameter:
+def read_prototxt(path: PathLike, *, allow_unknown_field: bool = False) -> caffe_pb2.NetParameter:
     """Read a (deploy or train_val) prototxt, refusing binary files with a clear message."""
     data = _read_bytes(path, "prototxt")
-    text = decode_text(data)
+    text, encoding = decode_text_as(data)
     if text is None or "\x00" in text:
         raise DecoderError("is binary, not a text prototxt (is this the .caffemodel?)", path)
-    return parse_prototxt(text, path)
+    return parse_prototxt(text, path, allow_unknown_field=allow_unknown_field, escape_non_ascii=encoding == "latin-1")
 
 
 def decode_text(data: bytes) -> str | None:
-    """Text as Windows and old editors save it, or None for binary data.
+    """Text as Windows and old editors save it, or None for binary data (see :func:`decode_text_as`)."""
+    return decode_text_as(data)[0]
 
-    UTF-8 with or without a BOM, UTF-16 with a BOM (Notepad's "Unicode"), else Latin-1 when
-    the bytes hold no control characters (a layer name with an accent, saved in the 2000s).
+
+def decode_text_as(data: bytes) -> tuple[str | None, str]:
+    """(text, encoding used): text as Windows and old editors save it, or None for binary data.
+
+    UTF-8 with or without a BOM, UTF-16 with a BOM (Notepad's "Unicode"), GBK (Chinese
+    Windows editors: the usual source of non-UTF-8 comments in shared prototxts) when the
+    bytes decode as GBK and give Chinese characters, else Latin-1 when the bytes hold no
+    control characters (a layer name with an accent, saved in the 2000s). Latin-1 never
+    fails, so it is last; messages show its non-ASCII characters as byte escapes.
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16")
+            return data.decode("utf-16"), "utf-16"
         except UnicodeDecodeError:
-            return None
+            return None, ""
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
         pass
     if any(byte < 32 and byte not in b"\t\n\r\x0b\x0c" for byte in data):
-        return None
-    return data.decode("latin-1")
+        return None, ""
+    try:
+        text = data.decode("gbk")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if all(ord(c) < 0x80 or "\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef" for c in text):
+            return text, "gbk"
+    return data.decode("latin-1"), "latin-1"
 
 
 _Message = TypeVar("_Message", caffe_pb2.NetParameter, caffe_pb2.BlobProto)
@@ -474,8 +535,92 @@ def read_weights(path: PathLike) -> dict[str, list[np.ndarray]]:
     return weights
 
 
-def load_net(prototxt: PathLike, caffemodel: PathLike | None) -> CaffeNet:
-    """The deploy net (TEST phase) with its weights matched by layer name."""
+def prune_to_deploy(layers: list[caffe_pb2.LayerParameter]) -> tuple[list[caffe_pb2.LayerParameter], list[str]]:
+    """The deploy net inside a train/test net: (kept layers, names of dropped layers).
+
+    Dropped: data layers, Accuracy, every *Loss, HDF5Output, and every layer that
+    reads a blob computed from the labels (a data layer's tops after the first). A
+    SoftmaxWithLoss leaves its input (the logits) as the net's output; predictions turn
+    logits into probabilities with a softmax, as the deploy net's Softmax would.
+    """
+    labels: set[str] = set()
+    kept: list[caffe_pb2.LayerParameter] = []
+    dropped: list[str] = []
+    for layer in layers:
+        if layer.type in DATA_LAYER_TYPES:
+            labels.update(layer.top[1:])
+            dropped.append(layer.name)
+        elif _is_training_only(layer.type) or labels.intersection(layer.bottom):
+            labels.update(top for top in layer.top if top not in layer.bottom or top in labels)
+            dropped.append(layer.name)
+        else:
+            kept.append(layer)
+    return kept, dropped
+
+
+def _data_layer_input(
+    layers: list[caffe_pb2.LayerParameter], weights_channels: int | None
+) -> tuple[NetInput, str] | None:
+    """The image input a train/test net's data layer states: (input, where its size came from), if stated.
+
+    ImageData: ``new_height``/``new_width`` and ``is_color``; MemoryData: its channels,
+    height and width; any data layer: ``transform_param.crop_size`` (the size Caffe crops
+    to), with the channels read from the first convolution's weights when the layer does
+    not say them. Raises naming ``--input-shape`` when a data layer states no size.
+    """
+    data = next((layer for layer in layers if layer.type in DATA_LAYER_TYPES and layer.top), None)
+    if data is None:
+        return None
+    name, kind = data.top[0], data.type
+    channels: int | None = None
+    height = width = 0
+    source = ""
+    if kind == "MemoryData" and data.memory_data_param.height:
+        param = data.memory_data_param
+        channels, height, width = int(param.channels), int(param.height), int(param.width)
+        source = f"{kind} layer {data.name!r} memory_data_param"
+    if kind == "ImageData":
+        param = data.image_data_param
+        channels = 3 if param.is_color else 1
+        if param.new_height and param.new_width:
+            height, width = int(param.new_height), int(param.new_width)
+            source = f"{kind} layer {data.name!r} image_data_param new_height/new_width"
+    crop = int(data.transform_param.crop_size) or int(data.image_data_param.crop_size) or int(data.data_param.crop_size)
+    if crop:
+        height = width = crop
+        source = f"{kind} layer {data.name!r} crop_size"
+    if channels is None:
+        channels = weights_channels
+        source += " (channels from the first convolution's weights)"
+    if not (height and width and channels):
+        raise DecoderError(
+            f"the net reads its images from {kind} layer {data.name!r}, which does not state their size; "
+            "give it with --input-shape C,H,W (e.g. --input-shape 3,224,224)"
+        )
+    return NetInput(name, (1, channels, height, width)), source
+
+
+def _first_conv_channels(layers: list[caffe_pb2.LayerParameter], weights: dict[str, list[np.ndarray]]) -> int | None:
+    """Input channels of the first Convolution with weights (weight shape (out, in/group, kh, kw))."""
+    for layer in layers:
+        if layer.type == "Convolution" and weights.get(layer.name):
+            blob = weights[layer.name][0]
+            if blob.ndim == 4:
+                return int(blob.shape[1]) * max(int(layer.convolution_param.group), 1)
+    return None
+
+
+def load_net(
+    prototxt: PathLike,
+    caffemodel: PathLike | None,
+    input_shape: tuple[int, int, int] | None = None,
+) -> CaffeNet:
+    """The deploy net (TEST phase) with its weights matched by layer name.
+
+    A train/test or V1 "prediction" prototxt is reduced to its deploy net
+    (:func:`prune_to_deploy`); its input comes from ``input_shape`` (C, H, W), else from
+    what its data layer states. ``input_shape`` also replaces a declared input's C, H, W.
+    """
     proto = read_prototxt(prototxt)
     try:
         layers = [layer for layer in upgraded_layers(proto) if layer_in_phase(layer)]
@@ -484,18 +629,35 @@ def load_net(prototxt: PathLike, caffemodel: PathLike | None) -> CaffeNet:
         raise DecoderError(exc.message, prototxt) from None
     if not layers:
         raise DecoderError("the prototxt defines no layers", prototxt)
-    if not inputs:
-        raise DecoderError(
-            "the net declares no input (no `input:` header and no Input layer); "
-            "is this a train_val prototxt? convert the deploy prototxt",
-            prototxt,
-        )
     weights = read_weights(caffemodel) if caffemodel is not None else {}
+    file_name = Path(prototxt).name
+    input_source = f"{file_name} input declaration"
+    kept, dropped = prune_to_deploy(layers)
+    if input_shape is not None:
+        name = inputs[0].name if inputs else next((x.top[0] for x in layers if x.type in DATA_LAYER_TYPES), "data")
+        inputs = [NetInput(name, (1, *input_shape)), *inputs[1:]]
+        input_source = "option --input-shape"
+    elif not inputs:
+        try:
+            found = _data_layer_input(layers, _first_conv_channels(kept, weights))
+        except DecoderError as exc:
+            raise DecoderError(exc.message, prototxt) from None
+        if found is None:
+            raise DecoderError(
+                "the net declares no input (no `input:` header, Input layer or data layer); "
+                "give its shape with --input-shape C,H,W",
+                prototxt,
+            )
+        inputs = [found[0]]
+        input_source = f"{file_name} {found[1]}"
     return CaffeNet(
         name=proto.name,
         inputs=inputs,
-        layers=[layer for layer in layers if layer.type != "Input"],
+        layers=[layer for layer in kept if layer.type != "Input"],
         weights=weights,
         prototxt=str(prototxt),
         caffemodel="" if caffemodel is None else str(caffemodel),
+        input_source=input_source,
+        dropped=dropped,
+        data_layer_type=next((x.type for x in layers if x.type in DATA_LAYER_TYPES), ""),
     )

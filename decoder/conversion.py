@@ -27,7 +27,7 @@ from decoder.errors import DecoderError
 from decoder.heads import CLASSIFIER, head_kind, per_image_shape
 from decoder.job import job_metadata
 from decoder.onnx_writer import write_onnx
-from decoder.sources import ModelSources, read_labels, read_train_transform
+from decoder.sources import LABEL_FILE_NAMES, ModelSources, TrainTransform, read_labels, read_train_transform
 from decoder.spec import GRAPH_KEY, MAX_SIDE, RESIZE_MODES, PreprocessSpec
 
 
@@ -141,7 +141,7 @@ def _mean_image(blob: np.ndarray, path: Path, height: int, width: int) -> np.nda
     return resize_mean(blob, height, width, path=path)
 
 
-def _mean_pixel(blob: np.ndarray) -> np.ndarray:
+def mean_pixel_of(blob: np.ndarray) -> np.ndarray:
     """DIGITS's ``get_mean_pixel``: ``get_mean_image(mean_file)`` WITHOUT resize, ``.mean(1).mean(1)``.
 
     So the per-channel average of the stored (dataset-size, float) mean, in float64, with
@@ -225,14 +225,141 @@ def _dataset_size(
     return dims, notes
 
 
+def read_mean_file(path: Path, channels: int) -> np.ndarray:
+    """A mean image or pixel from a .binaryproto or .npy, as float32 (C, H, W) or (C,).
+
+    Shared by convert and attach, so a given file gives the same numbers in both.
+    """
+    if path.suffix.lower() == ".npy":
+        try:
+            mean = np.load(path, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError, TypeError) as exc:
+            raise DecoderError(f"not a readable .npy array ({exc})", path) from None
+    else:
+        mean = read_binaryproto(path)
+    mean = mean.reshape(mean.shape[-3:]) if mean.ndim == 4 and mean.shape[0] == 1 else mean
+    if mean.ndim not in (1, 3):
+        raise DecoderError(f"mean of shape {list(mean.shape)} is neither (C, H, W) nor (C,)", path)
+    if mean.shape[0] != channels:
+        raise DecoderError(
+            f"the mean has {mean.shape[0]} channel(s) (shape {list(mean.shape)}) but the network input has {channels}",
+            path,
+        )
+    if not np.all(np.isfinite(mean)):
+        raise DecoderError("the mean holds NaN or infinite values", path)
+    return mean
+
+
+def mean_from_values(values: tuple[float, ...], channels: int) -> np.ndarray:
+    """``--mean-values``: one value per input channel (one value for all), float32, exactly as given."""
+    expanded = list(values) * (channels if len(values) == 1 else 1)
+    if len(expanded) != channels:
+        raise DecoderError(f"{len(values)} mean values for a {channels}-channel input (give {channels}, or one)")
+    return np.asarray(expanded, np.float32)
+
+
+def float_mean_image(mean: np.ndarray, height: int, width: int, path: Path) -> tuple[np.ndarray, str]:
+    """A plain Caffe model's mean image at the input size, as float32 (Caffe's DataTransformer subtracts floats).
+
+    Same size: the stored values. Otherwise the mean is resized bilinearly in float, which
+    approximates Caffe's centre crop for crop_size nets (a note says so).
+    """
+    if mean.shape[1:] == (height, width):
+        return mean.astype(np.float32), ""
+    import cv2
+
+    resized = np.stack([cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR) for plane in mean])
+    note = (
+        f"the mean image {path.name} is {mean.shape[2]}x{mean.shape[1]}, the input {width}x{height}: it was "
+        "resized to the input (Caffe subtracted it at the crop position; --mean-kind pixel avoids the difference)"
+    )
+    return resized.astype(np.float32), note
+
+
+def _mean_setting(
+    net_channels: tuple[int, int, int],
+    sources: ModelSources,
+    transform: TrainTransform | None,
+    transform_name: str,
+    overrides: dict[str, object],
+    notes: list[str],
+) -> tuple[str, np.ndarray | None, np.ndarray | None, str]:
+    """(mean kind, mean at the input, stored mean blob or None, provenance) from options, then files."""
+    channels, height, width = net_channels
+    values = tuple(overrides.get("mean_values", ()))  # type: ignore[arg-type]
+    option_kind = overrides.get("mean_kind")
+    file_given = "mean" in sources.given and sources.mean is not None
+    if values:
+        if file_given:
+            raise DecoderError("give --mean FILE or --mean-values, not both")
+        if option_kind not in (None, "pixel"):
+            raise DecoderError(f"--mean-values is a mean pixel; it contradicts --mean-kind {option_kind}")
+        return "pixel", mean_from_values(values, channels), None, "option --mean-values"
+    if option_kind == "none":
+        return "none", None, None, "option --mean-kind none"
+
+    mean_name = sources.mean.name if sources.mean is not None else ""
+    if file_given:
+        kind, origin = str(option_kind or ""), f"option --mean {mean_name}"
+    elif option_kind is not None:
+        kind, origin = str(option_kind), f"option --mean-kind {option_kind}"
+    elif transform is not None:
+        kind = transform.mean_kind
+        field_name = {"image": "mean_file", "pixel": "mean_value", "none": "(no mean_file or mean_value)"}[kind]
+        origin = f"{transform_name} transform_param {field_name}"
+    elif sources.is_digits:
+        kind = "image" if sources.mean else "none"
+        origin = f"DIGITS: mean image {mean_name} (its default)" if sources.mean else "DIGITS: no mean file"
+    elif sources.mean is not None:
+        kind = "image"
+        origin = (
+            f"assumed: mean image {mean_name} subtracted as stored (no train_val.prototxt says how); "
+            "change with --mean-kind pixel|none or --mean-values"
+        )
+    else:
+        kind = "none"
+        origin = "assumed: no mean (no train_val.prototxt or mean file); give --mean-values or --mean if it had one"
+
+    if kind == "none":
+        return "none", None, None, origin
+    if kind == "pixel" and transform is not None and transform.mean_values and not file_given:
+        where = f"{transform_name} transform_param mean_value"
+        return "pixel", mean_from_values(transform.mean_values, channels), None, where
+    if sources.mean is None:
+        raise DecoderError(
+            f"the model subtracts a mean {kind} ({origin}) but no mean file was found: give --mean FILE, "
+            "--mean-values V1,V2,V3, or --mean-kind none if it had none",
+            sources.origin or None,
+        )
+    stored = read_mean_file(sources.mean, channels)
+    if stored.ndim == 1:  # a (C,) .npy is a mean pixel whatever was asked
+        if kind == "image" and option_kind == "image":
+            raise DecoderError("--mean-kind image, but the mean file holds one value per channel", sources.mean)
+        return "pixel", stored, None, origin
+    kind = kind or "image"
+    if kind == "pixel":
+        return "pixel", mean_pixel_of(stored), stored, origin
+    if sources.is_digits:
+        return "image", _mean_image(stored, sources.mean, height, width), stored, origin
+    mean, note = float_mean_image(stored, height, width, sources.mean)
+    if note:
+        notes.append(note)
+    return "image", mean, stored, origin
+
+
 def build_spec(
     net: CaffeNet,
     sources: ModelSources,
     num_classes: int | None,
     overrides: dict[str, object] | None = None,
 ) -> tuple[PreprocessSpec | None, list[str]]:
-    """DIGITS's preprocessing for this net, from the files; ``None`` when the input is no image."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    """The preprocessing for this net, with where each setting came from; ``None`` when the input is no image.
+
+    Options win; then the files (train_val.prototxt's data layer, or the converted
+    prototxt's own data layer for train/test nets; info.json); then DIGITS's defaults for
+    DIGITS models; then Caffe's defaults, recorded as assumptions (see PreprocessSpec.provenance).
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None and v != ()}
     notes: list[str] = []
     first = net.inputs[0]
     if len(first.shape) != 4:
@@ -242,65 +369,78 @@ def build_spec(
     if channels not in (1, 3):
         notes.append(f"input {first.name!r} has {channels} channels, not an image: no image preprocessing stored")
         return None, notes
+    provenance: dict[str, str] = {"input_shape": net.input_source or f"{sources.prototxt.name} input declaration"}
 
-    transform = read_train_transform(sources.train_val) if sources.train_val else None
-    if transform is not None:
-        mean_kind = transform.mean_kind
-    else:
-        # DIGITS's default is use_mean=image; without train_val we cannot see otherwise.
-        mean_kind = "image" if sources.mean else "none"
-        if sources.mean:
-            notes.append("no train_val.prototxt: assuming DIGITS's default, the mean image (override with --mean)")
-    mean_kind = str(overrides.get("mean_kind", mean_kind))
+    transform_path = sources.train_val or (sources.prototxt if net.data_layer_type else None)
+    transform = read_train_transform(transform_path) if transform_path is not None else None
+    transform_name = transform_path.name if transform_path is not None else ""
+    mean_kind, mean, blob, provenance["mean"] = _mean_setting(
+        (channels, height, width), sources, transform, transform_name, overrides, notes
+    )
 
-    mean: np.ndarray | None = None
-    blob: np.ndarray | None = None
-    if mean_kind == "image" or (mean_kind == "pixel" and not (transform and transform.mean_values)):
-        if sources.mean is None:
-            raise DecoderError(
-                f"the model subtracts a mean {'image' if mean_kind == 'image' else 'pixel'} but no "
-                "mean.binaryproto was given (--mean FILE, or --mean-kind none if there is none)",
-                sources.origin or None,
-            )
-        blob = _mean_blob(sources.mean, channels)
-        mean = _mean_image(blob, sources.mean, height, width) if mean_kind == "image" else _mean_pixel(blob)
-    elif mean_kind == "pixel":
-        assert transform is not None
-        values = list(transform.mean_values)
-        if len(values) == 1:
-            values *= channels
-        if len(values) != channels:
-            raise DecoderError(
-                f"train_val mean_value has {len(values)} values for {channels} channels", sources.train_val
-            )
-        mean = np.asarray(values, np.float32)
-
-    if sources.is_digits:
+    if "scale" in overrides:
+        scale, provenance["scale"] = float(overrides["scale"]), "option --scale"  # type: ignore[arg-type]
+    elif sources.is_digits:
         # DIGITS inference ignores transform_param.scale: its nets scale inside (a Power layer).
-        scale = 1.0
+        scale, provenance["scale"] = 1.0, "DIGITS: 1 (its inference ignores transform_param.scale)"
         if transform is not None and transform.scale != 1.0:
             notes.append(f"train_val scales by {transform.scale:g}; DIGITS inference does not (the net scales inside)")
+    elif transform is not None:
+        scale, provenance["scale"] = transform.scale, f"{transform_name} transform_param scale"
     else:
-        scale = transform.scale if transform is not None else 1.0
-    scale = float(overrides.get("scale", scale))  # type: ignore[arg-type]
+        scale = 1.0
+        provenance["scale"] = "assumed: 1 (no train_val.prototxt states a scale); change with --scale"
 
-    resize_mode = str(sources.info.get("image resize mode", "squash")).lower()
+    data_type = net.data_layer_type or (transform.data_type if transform is not None else "")
+    if "channel_order" in overrides:
+        channel_order, provenance["channel_order"] = str(overrides["channel_order"]).upper(), "option --channel-order"
+    elif channels == 1:
+        channel_order, provenance["channel_order"] = "BGR", "grey input (one channel)"
+    elif sources.is_digits:
+        channel_order, provenance["channel_order"] = "BGR", "DIGITS: BGR (its Caffe backend feeds BGR)"
+    elif data_type in ("ImageData", "WindowData"):
+        channel_order = "BGR"
+        provenance["channel_order"] = f"{transform_name} {data_type} layer (Caffe reads image files with OpenCV: BGR)"
+    else:
+        channel_order = "BGR"
+        provenance["channel_order"] = (
+            "assumed: BGR (Caffe's convert_imageset order); change with --channel-order RGB"
+            " if it was trained on PIL/skimage/PyTorch arrays"
+        )
+
+    info_mode = sources.info.get("image resize mode")
+    resize_mode = str(info_mode if info_mode is not None else "squash").lower()
     if resize_mode not in RESIZE_MODES:
         raise DecoderError(f"info.json gives an unknown image resize mode {resize_mode!r}", sources.origin or None)
-    resize_mode = str(overrides.get("resize_mode", resize_mode))
+    if "resize_mode" in overrides:
+        resize_mode, provenance["resize_mode"] = str(overrides["resize_mode"]), "option --resize-mode"
+    elif info_mode is not None:
+        provenance["resize_mode"] = "info.json image resize mode"
+    elif sources.is_digits:
+        provenance["resize_mode"] = "DIGITS: squash (its default)"
+    else:
+        provenance["resize_mode"] = "Caffe's tools: squash (resized to the input, aspect not kept); see --resize-mode"
+
     crop_size = transform.crop_size if transform is not None else 0
     dataset, size_notes = _dataset_size(sources, crop_size, blob, channels, height, width)
     notes.extend(size_notes)
+    if dataset is not None:
+        found = 'info.json "image dimensions"' if sources.info.get("image dimensions") else "the mean image's size"
+        provenance["dataset_size"] = found
 
     labels: tuple[str, ...] = ()
     if sources.labels is not None:
-        labels = read_labels(sources.labels)
+        labels = read_labels(sources.labels, digits=sources.is_digits)
         if num_classes is not None and len(labels) != num_classes:
             raise DecoderError(
                 f"has {len(labels)} labels but the network's score output has {num_classes} classes; "
                 "refusing to attach labels that would name the wrong classes (give the right --labels)",
                 sources.labels,
             )
+        how = "option --labels" if "labels" in sources.given else "found beside the model"
+        provenance["labels"] = f"{sources.labels.name} ({how})"
+    else:
+        provenance["labels"] = f"none found (looked for {', '.join(LABEL_FILE_NAMES[:4])}...); add with --labels"
     source_names = {
         key: str(getattr(sources, key).name)
         for key in ("prototxt", "caffemodel", "mean", "labels", "train_val")
@@ -315,7 +455,7 @@ def build_spec(
             width=width,
             input_name=first.name,
             resize_mode=resize_mode,  # type: ignore[arg-type]
-            channel_order=str(overrides.get("channel_order", "BGR")),  # type: ignore[arg-type]
+            channel_order=channel_order,  # type: ignore[arg-type]
             mean_kind=mean_kind,  # type: ignore[arg-type]
             mean=mean,
             scale=scale,
@@ -323,6 +463,7 @@ def build_spec(
             sources=source_names,
             dataset_height=None if dataset is None else dataset[0],
             dataset_width=None if dataset is None else dataset[1],
+            provenance=provenance,
         )
     except DecoderError as exc:  # e.g. an absurd input size: name the deploy net that declares it
         raise DecoderError(exc.message, exc.path or sources.prototxt) from None
@@ -370,8 +511,14 @@ def convert(
     opset: int | None = None,
     overrides: dict[str, object] | None = None,
 ) -> ConversionReport:
-    """Convert the Caffe model in ``sources`` to ``output`` (.onnx) with its preprocessing and labels."""
-    net = load_net(sources.prototxt, sources.caffemodel)
+    """Convert the Caffe model in ``sources`` to ``output`` (.onnx) with its preprocessing and labels.
+
+    ``overrides`` holds the user's options (None = not given): ``mean_kind``, ``mean_values``,
+    ``scale``, ``channel_order``, ``resize_mode``, ``input_shape`` (C, H, W), ``score_output``.
+    """
+    overrides = dict(overrides or {})
+    input_shape = overrides.get("input_shape")
+    net = load_net(sources.prototxt, sources.caffemodel, input_shape=input_shape)  # type: ignore[arg-type]
     flavor = sources.info.get("caffe flavor")
     graph = convert_net(
         net, opset or DEFAULT_OPSET, caffe_flavor=None if flavor is None else str(flavor), detach_weights=True
@@ -383,6 +530,8 @@ def convert(
         int(np.prod(image_shape)) if score.kind == CLASSIFIER and all(isinstance(d, int) for d in image_shape) else None
     )
     spec, notes = build_spec(net, sources, num_classes, overrides)
+    if net.dropped:
+        notes.insert(0, f"training-only layers dropped (deploy net kept): {', '.join(net.dropped)}")
     if spec is not None:
         spec = spec.with_changes(provenance={**spec.provenance, "score_output": score.provenance})
     props = graph_metadata(graph, net, score)

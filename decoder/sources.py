@@ -26,9 +26,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from google.protobuf import text_format
 
 from decoder.archive import extract_archive, is_archive
+from decoder.caffe_io import V1_TYPE_NAMES, read_prototxt
 from decoder.caffe_proto import caffe_pb2
 from decoder.errors import DecoderError, display_path
 
@@ -44,6 +44,22 @@ _PY2_WHITESPACE = " \t\n\r\x0b\x0c"
 
 _ARCHIVE_HELP = ".tar.gz, .tgz, .tar, .tar.bz2 or .zip"
 
+#: Names people give a labels file beside a model, in the order a folder is searched.
+LABEL_FILE_NAMES: tuple[str, ...] = (
+    "labels.txt",
+    "label.txt",
+    "synset_words.txt",
+    "classes.txt",
+    "class_names.txt",
+    "classnames.txt",
+    "labels.names",
+    "classes.names",
+)
+#: An ImageNet synset line: "n01440764 tench, Tinca tinca" (WordNet id, then the names).
+_SYNSET_LINE = re.compile(r"^n\d{8}\s+(\S.*)$")
+#: A numbered label line: "0 zero", "1: one", "2,two".
+_NUMBERED_LINE = re.compile(r"^(\d+)\s*[\s:,;]\s*(\S.*)$")
+
 
 @dataclass(frozen=True)
 class ModelSources:
@@ -57,6 +73,7 @@ class ModelSources:
     info: dict[str, Any] = field(default_factory=dict)  # parsed info.json ({} when absent)
     origin: str = ""  # what the user named (archive path, folder), for messages and metadata
     is_digits: bool = False  # came from a DIGITS archive/job
+    given: frozenset[str] = field(default=frozenset(), compare=False)  # fields named by option, not found
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,7 @@ class TrainTransform:
     crop_size: int  # 0 when none
     scale: float  # transform_param.scale (1.0 default)
     mean_file: str  # as written in train_val (often an absolute path on the DIGITS server), "" when none
+    data_type: str = ""  # the data layer's type (ImageData reads files with OpenCV: BGR), "" when unknown
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,12 @@ class _Given:
     mean: str | Path | None = None
     labels: str | Path | None = None
     train_val: str | Path | None = None
+
+    def named(self) -> frozenset[str]:
+        """The :class:`ModelSources` fields given by option."""
+        fields = {"prototxt": self.prototxt, "caffemodel": self.weights, "mean": self.mean}
+        fields |= {"labels": self.labels, "train_val": self.train_val}
+        return frozenset(key for key, value in fields.items() if value is not None)
 
 
 @contextlib.contextmanager
@@ -167,6 +191,7 @@ def _explicit(given: _Given) -> ModelSources:
         train_val=train_val,
         origin=display_path(given.prototxt),
         is_digits=_digits_layout(caffemodel, names),
+        given=given.named(),
     )
 
 
@@ -258,7 +283,7 @@ def _from_folder(
 
     train_val = optional(given.train_val, "train_val prototxt", lookup("train_val.prototxt") or _pick_train_val(files))
     mean = optional(given.mean, "mean file", _pick_mean(files, info, lookup))
-    labels_found = lookup(_info_name(info, "labels file") or "labels.txt") or lookup("labels.txt")
+    labels_found = _pick_labels(info, lookup)
     labels = optional(given.labels, "labels file", labels_found)
     if tree is None and mean is None and train_val is not None:
         mean, labels = _dataset_job_files(folder, train_val, labels)
@@ -273,6 +298,7 @@ def _from_folder(
         info=info,
         origin=origin,
         is_digits=info_path is not None or _digits_layout(caffemodel, names),
+        given=given.named(),
     )
 
 
@@ -349,6 +375,15 @@ def _pick_mean(files: list[Path], info: dict[str, Any], lookup: Callable[[str], 
     return protos[0] if len(protos) == 1 else None
 
 
+def _pick_labels(info: dict[str, Any], lookup: Callable[[str], Path | None]) -> Path | None:
+    """info.json's "labels file", else the first of :data:`LABEL_FILE_NAMES` that is there."""
+    named = _info_name(info, "labels file")
+    for name in (named, *LABEL_FILE_NAMES):
+        if name is not None and (found := lookup(name)) is not None:
+            return found
+    return None
+
+
 def _info_name(info: dict[str, Any], key: str) -> str | None:
     """The file name an info.json entry points at (DIGITS may store a server path)."""
     value = info.get(key)
@@ -403,13 +438,34 @@ def _read_text(path: Path, what: str) -> str:
         return raw.decode("latin-1")
 
 
-def read_labels(path: Path) -> tuple[str, ...]:
-    """DIGITS's labels: label i is the i-th non-empty line, stripped, text kept as is."""
+def read_labels(path: Path, *, digits: bool = False) -> tuple[str, ...]:
+    """Label i is the i-th non-empty line, stripped.
+
+    ``digits``: DIGITS's own labels.txt, whose text is kept exactly as DIGITS shows it.
+    Otherwise two common layouts lose their bookkeeping prefix (the label is what a person
+    reads): ImageNet's synset_words.txt ("n01440764 tench, Tinca tinca" -> "tench, Tinca
+    tinca": the WordNet id goes, every name of the synset stays, as some first names repeat,
+    e.g. two synsets called "crane"), and files whose every line is numbered in order from 0
+    or 1 ("0 zero" -> "zero"). Anything else is kept as written.
+    """
     text = _read_text(path, "labels file")
     stripped = (line.strip(_PY2_WHITESPACE) for line in text.split("\n"))
     labels = tuple(line for line in stripped if line)
     if not labels:
         raise DecoderError("the labels file is empty (DIGITS writes one label per line)", path)
+    return labels if digits else _without_prefixes(labels)
+
+
+def _without_prefixes(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Labels without synset ids or line numbers, when EVERY line has one (see :func:`read_labels`)."""
+    synsets = [_SYNSET_LINE.match(label) for label in labels]
+    if all(synsets):
+        return tuple(match.group(1).strip() for match in synsets if match)
+    numbered = [_NUMBERED_LINE.match(label) for label in labels]
+    if all(numbered):
+        numbers = [int(match.group(1)) for match in numbered if match]
+        if numbers in (list(range(len(labels))), list(range(1, len(labels) + 1))):
+            return tuple(match.group(2).strip() for match in numbered if match)
     return labels
 
 
@@ -436,22 +492,14 @@ def read_train_transform(path: Path) -> TrainTransform:
     when only a TRAIN layer carries a transform, that is the one. Fields our schema does not
     know (other Caffe forks) are skipped: only ``transform_param`` matters here.
     """
-    text = _read_text(path, "train_val prototxt")
-    if not text.strip():
+    if not _read_text(path, "train_val prototxt").strip():
         # Silently reading "no transform" here would mean "no mean": wrong answers, no error.
         raise DecoderError("the train_val prototxt is empty", path)
-    net = caffe_pb2.NetParameter()
-    try:
-        text_format.Parse(text, net, allow_unknown_field=True)
-    except text_format.ParseError as exc:
-        detail = re.sub(r"^\d+:\d+\s*:\s*", "", str(exc))
-        raise DecoderError(f"syntax error at line {exc.GetLine()}, column {exc.GetColumn()}: {detail}", path) from exc
-    except RecursionError as exc:
-        raise DecoderError("prototxt nested too deeply", path) from exc
+    net = read_prototxt(path, allow_unknown_field=True)
     candidates = sorted(_data_transforms(net), key=lambda item: item[0])
     if not candidates:
         return TrainTransform(mean_kind="none", mean_values=(), crop_size=0, scale=1.0, mean_file="")
-    _, name, param = candidates[0]
+    _, name, param, data_type = candidates[0]
     mean_file = param.mean_file if param.HasField("mean_file") else ""
     if mean_file and len(param.mean_value):
         raise DecoderError(f"data layer {name!r} sets both mean_file and mean_value, which Caffe refuses", path)
@@ -462,29 +510,56 @@ def read_train_transform(path: Path) -> TrainTransform:
         crop_size=int(param.crop_size),
         scale=_as_written(param.scale),
         mean_file=mean_file,
+        data_type=data_type,
     )
 
 
-def _data_transforms(net: Any) -> Iterator[tuple[tuple[int, int], str, Any]]:
-    """(rank, layer name, TransformationParameter) of every layer with a transform, any format."""
+def _data_transforms(net: Any) -> Iterator[tuple[tuple[int, int], str, Any, str]]:
+    """(rank, layer name, TransformationParameter, layer type) of every layer with a transform, any format."""
     index = 0
     for layer in net.layer:
-        if layer.HasField("transform_param"):
+        if (param := _transform_of(layer)) is not None:
             phase = layer.phase if layer.HasField("phase") else None
-            yield (_phase_rank(layer.include, layer.exclude, phase), index), layer.name, layer.transform_param
+            yield (_phase_rank(layer.include, layer.exclude, phase), index), layer.name, param, layer.type
             index += 1
     for layer in net.layers:
         rank = _phase_rank(layer.include, layer.exclude, None)
-        if layer.HasField("transform_param"):
-            yield (rank, index), layer.name, layer.transform_param
+        if (param := _transform_of(layer)) is not None:
+            yield (rank, index), layer.name, param, V1_TYPE_NAMES.get(layer.type, "")
             index += 1
         elif layer.HasField("layer") and _v0_has_transform(layer.layer):
             v0 = layer.layer
             param = caffe_pb2.TransformationParameter(scale=v0.scale, crop_size=v0.cropsize)
             if v0.HasField("meanfile"):
                 param.mean_file = v0.meanfile
-            yield (rank, index), v0.name, param
+            yield (rank, index), v0.name, param, "ImageData" if v0.type == "images" else "Data"
             index += 1
+
+
+#: Data layer parameters that carried scale/mean_file/crop_size before transform_param existed (2014).
+_DEPRECATED_TRANSFORM_HOLDERS = ("data_param", "image_data_param", "window_data_param")
+
+
+def _transform_of(layer: Any) -> Any | None:
+    """A layer's transform_param, with the deprecated data-layer fields folded in as Caffe's upgrade does.
+
+    upgrade_proto.cpp UpgradeNetDataTransformation moves ``scale``, ``mean_file``,
+    ``crop_size`` and ``mirror`` of data_param / image_data_param / window_data_param into
+    transform_param; old V1 "prediction" prototxts still write them there.
+    """
+    param = caffe_pb2.TransformationParameter()
+    found = layer.HasField("transform_param")
+    if found:
+        param.CopyFrom(layer.transform_param)
+    for holder_name in _DEPRECATED_TRANSFORM_HOLDERS:
+        if holder_name not in layer.DESCRIPTOR.fields_by_name or not layer.HasField(holder_name):
+            continue
+        holder = getattr(layer, holder_name)
+        for name in ("scale", "mean_file", "crop_size"):
+            if holder.HasField(name):
+                setattr(param, name, getattr(holder, name))
+                found = True
+    return param if found else None
 
 
 def _v0_has_transform(v0: Any) -> bool:

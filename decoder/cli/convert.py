@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from decoder.spec import MEAN_KINDS, RESIZE_MODES
+from decoder.cli.options import parse_input_shape, parse_mean_values, preprocessing_options
+from decoder.cli.settings import settings_lines
 
 if TYPE_CHECKING:
     from decoder.conversion import ConversionReport
@@ -16,14 +17,10 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("source", required=False, type=click.Path())
 @click.option("--output", "-o", required=True, type=click.Path(), help="The .onnx file to write.")
-@click.option("--prototxt", type=click.Path(), help="Deploy prototxt (instead of, or overriding, SOURCE's).")
+@click.option("--prototxt", type=click.Path(), help="Deploy (or train/test) prototxt, instead of SOURCE's.")
 @click.option("--weights", type=click.Path(), help="Trained .caffemodel.")
-@click.option("--mean", type=click.Path(), help="mean.binaryproto.")
-@click.option("--labels", type=click.Path(), help="labels.txt (one label per line).")
 @click.option("--train-val", type=click.Path(), help="train_val.prototxt (tells mean kind, crop, scale).")
-@click.option("--mean-kind", type=click.Choice(MEAN_KINDS), help="Override: subtract the mean image, pixel or none.")
-@click.option("--resize-mode", type=click.Choice(RESIZE_MODES), help="Override DIGITS's resize mode.")
-@click.option("--scale", type=float, help="Override: multiply the de-meaned pixels by this.")
+@preprocessing_options(input_shape=True)
 @click.option("--opset", type=click.IntRange(13), help="ONNX opset to write (default 17).")
 @click.option("--verify", is_flag=True, help="Compare the .onnx with OpenCV 4's import of the Caffe files.")
 def convert(
@@ -31,23 +28,40 @@ def convert(
     output: str,
     prototxt: str | None,
     weights: str | None,
-    mean: str | None,
-    labels: str | None,
     train_val: str | None,
+    input_shape: str | None,
+    labels: str | None,
+    mean: str | None,
+    mean_values: str | None,
     mean_kind: str | None,
-    resize_mode: str | None,
     scale: float | None,
+    channel_order: str | None,
+    resize_mode: str | None,
+    score_output: str | None,
     opset: int | None,
     verify: bool,
 ) -> int:
-    """Convert SOURCE (DIGITS archive, job folder, or folder with prototxt + caffemodel) to ONNX."""
+    """Convert SOURCE (DIGITS archive, job folder, or folder with prototxt + caffemodel) to ONNX.
+
+    Settings not given are read from the files (train_val.prototxt, info.json, the data
+    layer of a train/test prototxt); the summary says where each came from and warns about
+    every one it had to assume.
+    """
     from decoder.conversion import convert as run_conversion
     from decoder.errors import DecoderError
     from decoder.sources import open_sources
 
     if source is None and not (prototxt and weights):
         raise DecoderError("give a DIGITS archive or folder, or both --prototxt and --weights")
-    overrides = {"mean_kind": mean_kind, "resize_mode": resize_mode, "scale": scale}
+    overrides = {
+        "mean_kind": mean_kind,
+        "mean_values": parse_mean_values(mean_values),
+        "resize_mode": resize_mode,
+        "scale": scale,
+        "channel_order": channel_order,
+        "input_shape": parse_input_shape(input_shape),
+        "score_output": score_output,
+    }
     with open_sources(
         source, prototxt=prototxt, weights=weights, mean=mean, labels=labels, train_val=train_val
     ) as sources:
@@ -57,22 +71,19 @@ def convert(
 
 
 def _summarise(report: ConversionReport) -> None:
-    """What was written and the preprocessing it carries (stdout), notes (stderr)."""
+    """What was written, each setting with its source (stdout); guesses as WARNING lines and notes (stderr)."""
     spec = report.spec
     click.echo(f"wrote {report.output}: {report.layer_count} layers, outputs {', '.join(report.outputs)}")
     if spec is not None:
-        mean_text = {"image": "mean image", "pixel": "mean pixel", "none": "no mean"}[spec.mean_kind]
-        click.echo(
-            f"  input {spec.input_name}: {spec.channels}x{spec.height}x{spec.width}"
-            + (f" (via {spec.dataset_size[0]}x{spec.dataset_size[1]})" if spec.dataset_size else "")
-            + f", {spec.resize_mode}, "
-            f"{'BGR' if spec.channels == 3 and spec.channel_order == 'BGR' else 'as loaded'}, {mean_text}, "
-            f"scale {spec.scale:g}, {len(spec.labels)} labels; scores from {report.score_output!r}"
-        )
+        for line in settings_lines(spec, report.score_output):
+            click.echo(f"  {line}")
     for line in _head_lines(report):
         click.echo(f"  {line}")
     for note in report.notes:
         click.echo(f"  note: {note}", err=True)
+    if spec is not None:
+        for key, phrase in spec.assumed().items():
+            click.echo(f"WARNING: {key.replace('_', ' ')} {phrase}", err=True)
 
 
 def _head_lines(report: ConversionReport) -> list[str]:

@@ -1,8 +1,21 @@
-"""Options shared by several commands, defined once."""
+"""Options shared by several commands, defined once.
+
+``decode convert`` and ``decode attach`` speak the same preprocessing vocabulary, so a
+user who learnt one knows the other and both produce the same numbers: the options are
+declared here once (:func:`preprocessing_options`) and parsed by the same functions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
+
+from decoder.errors import DecoderError
+from decoder.spec import CHANNEL_ORDERS, MEAN_KINDS, RESIZE_MODES
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 #: The converted model every prediction-side command runs.
 model_option = click.option(
@@ -24,3 +37,69 @@ device_option = click.option(
     help="Where to run: cpu, cuda, tensorrt, ... or an ONNX Runtime provider name; only what the "
     "installed onnxruntime offers (onnxruntime-gpu for cuda) (env DECODER_DEVICE).",
 )
+
+
+def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command]:
+    """The options that state how the model was trained; none has a default, so "not given" is visible.
+
+    ``input_shape`` adds ``--input-shape`` (only convert reads a Caffe net that may lack one).
+    """
+    options = [
+        click.option("--labels", type=click.Path(), help="Labels file, one per line (labels.txt, synset_words.txt)."),
+        click.option("--mean", type=click.Path(), help="Mean image/pixel: .binaryproto, or .npy (C,H,W) / (C,)."),
+        click.option("--mean-values", help="Mean pixel in the net's channel order, e.g. 104,117,123 (grey: one)."),
+        click.option(
+            "--mean-kind",
+            type=click.Choice(MEAN_KINDS),
+            help="Subtract the mean image, its per-channel average (pixel), or none.",
+        ),
+        click.option("--scale", type=float, help="Multiply the de-meaned pixels by this (e.g. 0.00390625 = 1/256)."),
+        click.option(
+            "--channel-order",
+            type=click.Choice(CHANNEL_ORDERS, case_sensitive=False),
+            help="Channel order the net was trained on (Caffe tools: BGR; PIL/skimage/PyTorch data: RGB).",
+        ),
+        click.option("--resize-mode", type=click.Choice(RESIZE_MODES), help="How images reach the input size."),
+        click.option("--score-output", help="Output blob holding the class scores [default: last in sorted order]."),
+    ]
+    if input_shape:
+        options.insert(
+            0,
+            click.option(
+                "--input-shape",
+                help="C,H,W of the input, for nets whose prototxt declares none (train/test or V1 data-layer nets).",
+            ),
+        )
+
+    def decorate(command: _Command) -> _Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def parse_mean_values(text: str | None) -> tuple[float, ...]:
+    """``--mean-values 104,117,123`` as floats; () when not given."""
+    if not text:
+        return ()
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise DecoderError(f"--mean-values {text!r} is not a comma-separated list of numbers") from None
+    if not all(abs(v) < float("inf") for v in values):
+        raise DecoderError(f"--mean-values {text!r} must be finite numbers")
+    return values
+
+
+def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
+    """``--input-shape 3,224,224`` as (C, H, W); None when not given."""
+    if not text:
+        return None
+    try:
+        values = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) <= 0:
+        raise DecoderError(f"--input-shape {text!r} is not C,H,W (three positive integers, e.g. 3,224,224)")
+    return values[0], values[1], values[2]
