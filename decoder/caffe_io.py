@@ -661,3 +661,22 @@ def load_net(
         dropped=dropped,
         data_layer_type=next((x.type for x in layers if x.type in DATA_LAYER_TYPES), ""),
     )
+
+
+def deploy_prototxt(net: CaffeNet) -> str:
+    """The net as a deploy prototxt (V2 layers, ``input``/``input_shape`` header): what a train/test net reduces to.
+
+    For tools that read only deploy nets (OpenCV's importer, for ``--verify``), after
+    :func:`load_net` dropped the training layers and worked out the input shape.
+    """
+    proto = caffe_pb2.NetParameter(name=net.name)
+    for net_input in net.inputs:
+        proto.input.append(net_input.name)
+        proto.input_shape.add().dim.extend(net_input.shape)
+    for layer in net.layers:
+        kept = proto.layer.add()
+        kept.CopyFrom(layer)
+        del kept.blobs[:]
+        kept.ClearField("include")
+        kept.ClearField("exclude")
+    return text_format.MessageToString(proto)

@@ -318,7 +318,10 @@ def _mean_setting(
         )
     else:
         kind = "none"
-        origin = "assumed: no mean (no train_val.prototxt or mean file); give --mean-values or --mean if it had one"
+        origin = (
+            "assumed: no mean (no train_val.prototxt or mean file); give --mean-values or --mean if it had one, "
+            "--mean-kind none if not"
+        )
 
     if kind == "none":
         return "none", None, None, origin
@@ -389,7 +392,7 @@ def build_spec(
         scale, provenance["scale"] = transform.scale, f"{transform_name} transform_param scale"
     else:
         scale = 1.0
-        provenance["scale"] = "assumed: 1 (no train_val.prototxt states a scale); change with --scale"
+        provenance["scale"] = "assumed: 1 (no train_val.prototxt states a scale); change with --scale (e.g. 1/255)"
 
     data_type = net.data_layer_type or (transform.data_type if transform is not None else "")
     if "channel_order" in overrides:

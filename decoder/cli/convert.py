@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,7 +70,25 @@ def convert(
     ) as sources:
         report = run_conversion(sources, Path(output), opset=opset, overrides=overrides)
         _summarise(report)
-        return _verify(Path(output), sources.prototxt, sources.caffemodel) if verify else 0
+        if not verify:
+            return 0
+        with _deploy_for_opencv(sources.prototxt, sources.caffemodel, overrides["input_shape"]) as deploy:
+            return _verify(Path(output), deploy, sources.caffemodel)
+
+
+@contextlib.contextmanager
+def _deploy_for_opencv(prototxt: Path, caffemodel: Path, input_shape: tuple[int, int, int] | None) -> Iterator[Path]:
+    """``prototxt`` itself when it is a deploy net, else its deploy net in a temporary file (OpenCV reads no others)."""
+    from decoder.caffe_io import deploy_prototxt, load_net
+
+    net = load_net(prototxt, caffemodel, input_shape=input_shape)  # the weights may tell the channels
+    if not net.dropped and input_shape is None:
+        yield prototxt
+        return
+    with tempfile.TemporaryDirectory(prefix="decoder-verify-") as folder:
+        deploy = Path(folder) / f"{prototxt.stem}.deploy.prototxt"
+        deploy.write_text(deploy_prototxt(net), encoding="utf-8")
+        yield deploy
 
 
 def _summarise(report: ConversionReport) -> None:

@@ -39,6 +39,24 @@ device_option = click.option(
 )
 
 
+class _Number(click.ParamType):
+    """A float, also written as a fraction: ``--scale 1/255`` is what people read in training scripts."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            if "/" in text:
+                numerator, denominator = text.split("/", 1)
+                return float(numerator) / float(denominator)
+            return float(text)
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"{value!r} is not a number or a fraction such as 1/255", param, ctx)
+
+
 def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command]:
     """The options that state how the model was trained; none has a default, so "not given" is visible.
 
@@ -53,7 +71,7 @@ def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command
             type=click.Choice(MEAN_KINDS),
             help="Subtract the mean image, its per-channel average (pixel), or none.",
         ),
-        click.option("--scale", type=float, help="Multiply the de-meaned pixels by this (e.g. 0.00390625 = 1/256)."),
+        click.option("--scale", type=_Number(), help="Multiply the de-meaned pixels by this (e.g. 0.017, 1/255)."),
         click.option(
             "--channel-order",
             type=click.Choice(CHANNEL_ORDERS, case_sensitive=False),
