@@ -192,7 +192,8 @@ def test_train_test_prototxt_converts_with_the_test_phase_size_or_refuses_in_one
 
     # The TEST data layer's crop_size states the size; the channels come from conv1's weights.
     prototxt.write_text(TRAIN_TEST.format(train_crop=SIZE + 2, test_crop=f"crop_size: {SIZE}", classes=CLASSES))
-    assert main(["convert", "--prototxt", str(prototxt), *weights, "-o", str(out)]) == 0
+    assert main(["convert", "--prototxt", str(prototxt), *weights, "-o", str(out), "--verify"]) == 0
+    assert "verify: ip1:" in capsys.readouterr().out  # OpenCV ran the deploy net this train/test net reduces to
     spec = spec_of(out)
     assert (spec.channels, spec.height, spec.width) == (1, SIZE, SIZE) and "crop_size" in spec.provenance["input_shape"]
     picture = tmp_path / "g.png"
