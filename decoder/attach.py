@@ -82,10 +82,10 @@ def _mean(
         if edits.mean_kind == "none":
             return "none", None, "option --mean-kind none"
         return "image", float_mean_image(stored, height, width, path)[0], origin
+    if edits.mean_kind == "none":  # also on a file without a mean: it turns the guess into a statement
+        return "none", None, "option --mean-kind none"
     if edits.mean_kind is None or edits.mean_kind == base.mean_kind:
         return None
-    if edits.mean_kind == "none":
-        return "none", None, "option --mean-kind none"
     if edits.mean_kind == "pixel" and base.mean_kind == "image" and base.mean is not None:
         return "pixel", mean_pixel_of(base.mean), "option --mean-kind pixel (the average of the file's mean image)"
     raise DecoderError(f"--mean-kind {edits.mean_kind} needs the mean itself: give --mean FILE or --mean-values")

@@ -383,8 +383,9 @@ def build_spec(
 
     if "scale" in overrides:
         scale, provenance["scale"] = float(overrides["scale"]), "option --scale"  # type: ignore[arg-type]
-    elif sources.is_digits:
-        # DIGITS inference ignores transform_param.scale: its nets scale inside (a Power layer).
+    elif sources.is_digits and not net.data_layer_type:
+        # DIGITS inference ignores transform_param.scale: its deploy nets scale inside (a Power layer).
+        # (A DIGITS train_val converted itself has no such layer: its data layer's scale applies.)
         scale, provenance["scale"] = 1.0, "DIGITS: 1 (its inference ignores transform_param.scale)"
         if transform is not None and transform.scale != 1.0:
             notes.append(f"train_val scales by {transform.scale:g}; DIGITS inference does not (the net scales inside)")

@@ -276,3 +276,30 @@ def test_attach_labels_keeps_the_digits_mean_and_the_accuracy(tmp_path: Path) ->
         for path in (converted, edited)
     ]
     assert accuracy[0] == accuracy[1] > 0.95
+
+
+def test_attach_turns_guesses_into_statements_and_keeps_every_other_setting(tmp_path: Path) -> None:
+    files = classifier().write(tmp_path / "g", "deploy")
+    (files.prototxt.parent / "labels.txt").write_text("a\nb\nc\nd\n")
+    guessed, stated = tmp_path / "guessed.onnx", tmp_path / "stated.onnx"
+    assert main(["convert", str(files.prototxt.parent), "-o", str(guessed), "--scale", "1/255"]) == 0
+    assert set(spec_of(guessed).assumed()) == {"channel_order", "mean"}
+    assert main(["attach", str(guessed), "-o", str(stated), "--mean-kind", "none", "--channel-order", "RGB"]) == 0
+    before, after = spec_of(guessed), spec_of(stated)
+    assert after.assumed() == {} and after.channel_order == "RGB" and after.mean_kind == "none"
+    assert after == before.with_changes(channel_order="RGB")  # scale 1/255 and the labels stay
+    assert after.provenance["scale"] == "option --scale" and after.labels == ("a", "b", "c", "d")
+
+
+def test_digits_train_val_converted_itself_scales_in_its_data_layer_like_the_deploy_net(tmp_path: Path) -> None:
+    """DIGITS's deploy net scales in a Power layer; its train_val scales in transform_param: same answers."""
+    folder = require(DIGITS_LENET)
+    images, _ = mnist_test_set()
+    images = list(255 - images[:300])
+    deploy, train_val = tmp_path / "deploy.onnx", tmp_path / "train_val.onnx"
+    assert main(["convert", str(folder), "-o", str(deploy)]) == 0
+    args = ["--prototxt", "train_val.prototxt", "--input-shape", "1,28,28"]
+    assert main(["convert", str(folder), *args, "-o", str(train_val)]) == 0
+    assert spec_of(train_val).scale == 0.0125 and spec_of(deploy).scale == 1.0
+    ours, reference = Model.load(train_val), Model.load(deploy)
+    assert_relative(ours.probabilities(ours.preprocess(images)), reference.probabilities(reference.preprocess(images)))
