@@ -148,3 +148,26 @@ def test_model_head_read_from_argmax() -> None:
     assert looks_like_indices(scores) and not looks_like_indices(np.eye(3))  # one-hot is a saturated softmax
     fractional = dataclasses.replace(forward, scores=scores + 0.5)
     assert check_head(fractional, plain, "top") == []
+
+
+def test_a_net_that_is_no_classifier(tmp_path: Path) -> None:
+    """A score blob of one map per image: the label checks do not apply, and expected labels are refused."""
+    from decoder.errors import DecoderError
+    from tests.test_diagnose_checks import smooth_filters
+
+    net = NetBuilder("maps")
+    data = net.input("data", (1, 1, 8, 8))
+    net.layer(
+        "Convolution",
+        data,
+        name="conv1",
+        convolution_param={"num_output": 4, "kernel_size": [3]},
+        blobs=[smooth_filters(), np.array([0.1, -0.1, 0.2, 0.0], np.float32)],
+    )
+    files = net.write(tmp_path, "maps")
+    with open_sources(prototxt=files.prototxt, weights=files.caffemodel) as sources:
+        convert(sources, tmp_path / "maps.onnx")
+    report = diagnose(tmp_path / "maps.onnx", blobs=pixels())
+    assert any("not a classifier" in note for note in report.notes) and report.passed, report.format()
+    with pytest.raises(DecoderError, match="not a classifier"):
+        diagnose(tmp_path / "maps.onnx", blobs=pixels(), expect=["0"] * 16)

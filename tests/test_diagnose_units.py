@@ -201,3 +201,12 @@ def test_reconvert_hint_names_the_sources() -> None:
     expected = np.zeros(40, int)
     assert significantly_better(np.zeros(40, int), np.r_[np.ones(6, int), np.zeros(34, int)], expected)
     assert not significantly_better(np.zeros(40, int), np.r_[np.ones(1, int), np.zeros(39, int)], expected)
+
+
+def test_unknown_provenance_is_said_per_setting() -> None:
+    from decoder.diagnosis.provenance import unknown_provenance_note
+
+    old = PreprocessSpec(channels=3, height=4, width=4, provenance={"score_output": "the net's only output"})
+    assert "channel order" in unknown_provenance_note(old, ["channel_order"])
+    recorded = old.with_changes(provenance={"channel_order": "assumed: Caffe's BGR"})
+    assert unknown_provenance_note(recorded, ["channel_order"]) == ""

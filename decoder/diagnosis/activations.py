@@ -13,6 +13,8 @@ from decoder.diagnosis.forward import Forward
 
 #: A layer whose spread (see LayerStats) falls below this no longer depends on the input.
 DEAD_SPREAD = 0.05
+#: Inputs needed before "barely depends on the input" is said (two images may just look alike).
+MIN_INPUTS = 4
 
 
 def check_layers(forward: Forward, reference: Forward | None = None) -> list[Finding]:
@@ -30,8 +32,8 @@ def check_layers(forward: Forward, reference: Forward | None = None) -> list[Fin
             message = f"layer {stats.name!r} ({stats.type}) outputs only zeros for every input: the signal is lost"
             fix = "the input drives this layer below zero everywhere (wrong range or mean), or its weights are zero"
             return [Finding("dead-layer", "error", message, fix, {"layer": stats.name, **stats.to_dict()})]
-    if math.isnan(forward.input_spread) or forward.input_spread < DEAD_SPREAD:
-        return []
+    if math.isnan(forward.input_spread) or forward.input_spread < DEAD_SPREAD or len(forward.scores) < MIN_INPUTS:
+        return []  # too few inputs to say a layer ignores them
     for index, stats in enumerate(forward.stats):
         if math.isnan(stats.spread) or stats.spread >= DEAD_SPREAD:
             continue

@@ -12,6 +12,7 @@ measurement against the expected labels tells which (:func:`significantly_better
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +61,15 @@ def reconvert_hint(spec: PreprocessSpec, options: str, model: str = "MODEL.onnx"
     return f"`decode convert {source} -o {name} {options}` (or `decode attach {name} -o {name} {options}`)"
 
 
-def unknown_provenance_note(spec: PreprocessSpec) -> str:
-    """Said once when a file does not record which settings were stated (old conversions)."""
-    if provenance_of(spec):
+def unknown_provenance_note(spec: PreprocessSpec, settings: Sequence[str]) -> str:
+    """Said once when the file does not record where the contradicted ``settings`` came from (older conversions)."""
+    unknown = [SETTING_NAMES.get(s, s) for s in settings if s not in spec.provenance]
+    if not unknown:
         return ""
     return (
-        "the model's metadata does not record which preprocessing settings were stated by its files and which "
-        "were assumed (converted by an older decode): the findings take them all as stated; reconvert with "
-        "`decode convert` to see where each came from"
+        f"the model's metadata does not record whether its {', '.join(unknown)} was stated by a file or assumed "
+        "(converted by an older decode): the findings take it as stated; reconvert with `decode convert` to see "
+        "where each setting came from"
     )
 
 

@@ -34,6 +34,7 @@ from decoder.diagnosis.snippets import numpy_snippet, pycaffe_snippet
 from decoder.diagnosis.untrained import check_untrained, weight_tensors
 from decoder.diagnosis.variants import build_variants, run_variants, variant_findings
 from decoder.errors import DecoderError
+from decoder.heads import CLASSIFIER
 from decoder.preprocess import ImageSource
 from decoder.spec import GRAPH_KEY, SPEC_KEY, PreprocessSpec
 
@@ -103,6 +104,7 @@ class _Loaded:
     layer_types: list[str]
     labels: tuple[str, ...]
     weights: list[Any]
+    kind_reason: str = ""  # why the model is not a classifier; "" for a classifier
 
     def predict(self, blob: np.ndarray) -> np.ndarray:
         """Top-1 class per input (no per-layer statistics)."""
@@ -124,7 +126,8 @@ def _load(path: Path) -> _Loaded:
     layer_of_node = {node: str(entry["name"]) for entry in graph.layers for node in entry.get("nodes", [])}
     tensors = weight_tensors(model, layer_of_node)
     labels = spec.labels if spec else ()
-    return _Loaded(runner, spec, graph.score_output, graph.score_is_softmax, types, labels, tensors)
+    reason = "" if graph.kind == CLASSIFIER else graph.kind_reason or "its score blob is not one vector per image"
+    return _Loaded(runner, spec, graph.score_output, graph.score_is_softmax, types, labels, tensors, reason)
 
 
 def _diagnose_onnx(
@@ -141,7 +144,11 @@ def _diagnose_onnx(
     if not images and blob is None:
         raise DecoderError("nothing to diagnose: give images, blobs (--blobs), or both")
     if images and spec is None:
-        raise DecoderError("the model carries no image preprocessing, so images cannot be fed; give --blobs", path)
+        raise DecoderError("the model carries no image preprocessing, so images cannot be fed; give --blobs", name)
+    if loaded.kind_reason and (expect is not None or caller_scores is not None):
+        raise DecoderError(
+            f"not a classifier ({loaded.kind_reason}): there are no labels or class scores to check", name
+        )
     findings: list[Finding] = []
     notes: list[str] = []
     inputs: dict[str, Any] = {"images": len(images)}
@@ -170,20 +177,27 @@ def _diagnose_onnx(
     ref_forward = None
     if blob is not None and reference is not None:
         ref_forward = run_forward(loaded.runner, reference, loaded.score_output, loaded.score_is_softmax)
-    findings.extend(outputs.check_constant(forward, loaded.labels, ref_forward, expected))
-    findings.extend(outputs.check_saturated(forward, ref_forward))
-    findings.extend(outputs.check_double_softmax(forward, loaded.runner.layers, loaded.score_is_softmax))
-    findings.extend(heads.check_head(forward, loaded.runner.layers, loaded.score_output))
-    if caller_scores is not None:
-        findings.extend(heads.check_caller_scores(caller_scores, fed, forward, loaded.runner, loaded.score_output))
+    classifier = not loaded.kind_reason
+    if classifier:
+        findings.extend(outputs.check_constant(forward, loaded.labels, ref_forward, expected))
+        findings.extend(outputs.check_saturated(forward, ref_forward))
+        findings.extend(outputs.check_double_softmax(forward, loaded.runner.layers, loaded.score_is_softmax))
+        findings.extend(heads.check_head(forward, loaded.runner.layers, loaded.score_output))
+        if caller_scores is not None:
+            findings.extend(heads.check_caller_scores(caller_scores, fed, forward, loaded.runner, loaded.score_output))
+    else:
+        notes.append(
+            f"not a classifier ({loaded.kind_reason}): only the input, layer and weight checks ran; the score, "
+            "label and preprocessing-variant checks need one score vector per image"
+        )
     findings.extend(activations.check_layers(forward, ref_forward))
-    probes = [f for f in (forward, ref_forward) if f is not None] + _probe_forwards(loaded)
+    probes = [f for f in (forward, ref_forward) if f is not None] + _probe_forwards(loaded) if classifier else []
     chained = any(f.code == "double-softmax" and f.evidence.get("layers") for f in findings)
     untrained = check_untrained(loaded.weights, [] if chained else probes)
     findings.extend(untrained)
 
     variants = None
-    if pixels is not None and spec is not None and (expected is not None or blob is not None):
+    if classifier and pixels is not None and spec is not None and (expected is not None or blob is not None):
 
         def score(x: np.ndarray) -> np.ndarray:
             return run_forward(loaded.runner, x, loaded.score_output, loaded.score_is_softmax, False).probabilities
@@ -198,8 +212,8 @@ def _diagnose_onnx(
     repair, repair_check, findings = _repair_stage(
         loaded, transform, check, blob, reference, ref_forward, forward, expected, findings, name
     )
-    if spec is not None and transform is not None and departures(transform, spec):
-        note = unknown_provenance_note(spec)
+    if spec is not None and transform is not None:
+        note = unknown_provenance_note(spec, [d.setting for d in departures(transform, spec)])
         if note:
             notes.append(note)
     findings = _attach_code(findings, spec)
