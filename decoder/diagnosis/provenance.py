@@ -66,10 +66,11 @@ def unknown_provenance_note(spec: PreprocessSpec, settings: Sequence[str]) -> st
     unknown = [SETTING_NAMES.get(s, s) for s in settings if s not in spec.provenance]
     if not unknown:
         return ""
+    were = "was" if len(unknown) == 1 else "were"
     return (
-        f"the model's metadata does not record whether its {', '.join(unknown)} was stated by a file or assumed "
-        "(converted by an older decode): the findings take it as stated; reconvert with `decode convert` to see "
-        "where each setting came from"
+        f"the model's metadata does not record whether its {' and '.join(unknown)} {were} stated by a file or "
+        "assumed (converted by an older decode): the findings take them as stated; reconvert with `decode convert` "
+        "to see where each setting came from"
     )
 
 
@@ -88,3 +89,19 @@ def significantly_better(better: np.ndarray, worse: np.ndarray, expected: np.nda
 
 def percent(predictions: np.ndarray, expected: np.ndarray) -> str:
     return f"{100 * float(np.mean(predictions == expected)):.1f}%"
+
+
+def stated_settings(spec: PreprocessSpec) -> dict[str, str]:
+    """The settings the diagnosis measures against, each with where it came from ("assumed: ..." for guesses)."""
+    mean = {"image": "image", "pixel": "pixel", "none": "none"}[spec.mean_kind]
+    if spec.mean_kind == "pixel" and spec.mean is not None:
+        mean += " " + ", ".join(f"{v:g}" for v in spec.mean)
+    values = {
+        "channel_order": spec.channel_order if spec.channels == 3 else "grey",
+        "mean": mean,
+        "scale": f"{spec.scale:g}",
+        "resize_mode": spec.resize_mode,
+    }
+    return {
+        SETTING_NAMES.get(key, key.replace("_", " ")): value + source_phrase(spec, key) for key, value in values.items()
+    }

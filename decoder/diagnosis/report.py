@@ -6,7 +6,8 @@ JSON schema (``Report.to_dict``)::
      "findings": [{"code", "severity", "message", "fix", "numpy"?, "pycaffe"?, "evidence"}],
      "transform": {...} | null, "repair": {"numpy": "...", "verified": {...}} | null,
      "layers": [{"name", "type", "shape", "mean", "std", "min", "max", "zero_fraction",
-                 "nonfinite_fraction", "spread"}], "variants": [...] | null, "notes": [...]}
+                 "nonfinite_fraction", "spread"}], "variants": [...] | null,
+     "stated": {"channel order": "BGR (assumed: ...)", ...}, "notes": [...]}
 
 ``passed`` is true when no finding is an error. Findings are sorted errors first.
 """
@@ -42,6 +43,8 @@ class Report:
     repair: Repair | None = None
     repair_check: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The preprocessing the inputs were measured against: setting -> value (and where it came from).
+    stated: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.findings = merge_findings(self.findings)
@@ -102,6 +105,7 @@ class Report:
                 "repair": repair,
                 "layers": [s.to_dict() for s in self.layers],
                 "variants": None if self.variants is None else [v.to_dict() for v in self.variants],
+                "stated": self.stated,
                 "notes": self.notes,
             }
         )
@@ -111,7 +115,10 @@ class Report:
 
     def format(self, show_layers: bool = False) -> str:
         """The report as a person reads it in a terminal."""
-        lines = [f"model: {self.model}", f"inputs: {_describe_inputs(self.inputs)}", ""]
+        lines = [f"model: {self.model}", f"inputs: {_describe_inputs(self.inputs)}"]
+        if self.stated:
+            lines += _wrap("measured against: " + "; ".join(f"{k}: {v}" for k, v in self.stated.items()), indent=18)
+        lines.append("")
         if not self.findings:
             lines.append("no findings")
         for finding in self.findings:

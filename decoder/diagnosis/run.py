@@ -28,7 +28,7 @@ from decoder.diagnosis.forward import Forward, run_forward
 from decoder.diagnosis.inputs import check_shape, describe_range, pixel_findings, require_finite, transform_findings
 from decoder.diagnosis.opening import open_model
 from decoder.diagnosis.pixels import PixelCheck, check_pixels, digits_blob, network_pixels
-from decoder.diagnosis.provenance import is_assumed, reconvert_hint, unknown_provenance_note
+from decoder.diagnosis.provenance import is_assumed, reconvert_hint, stated_settings, unknown_provenance_note
 from decoder.diagnosis.report import Report
 from decoder.diagnosis.snippets import numpy_snippet, pycaffe_snippet
 from decoder.diagnosis.untrained import check_untrained, weight_tensors
@@ -118,7 +118,8 @@ def _load(path: Path) -> _Loaded:
     model = load_onnx(path)
     runner = LayerRunner(path, model)
     props = dict(runner.session.get_modelmeta().custom_metadata_map)
-    graph = GraphInfo.from_metadata(props, list(runner.output_names)) if GRAPH_KEY in props else None
+    shapes = {o.name: list(o.shape) for o in runner.session.get_outputs()}
+    graph = GraphInfo.from_metadata(props, list(runner.output_names), str(path), shapes) if GRAPH_KEY in props else None
     if graph is None:
         raise DecoderError("has no decoder layer map (not written by `decode convert`)", path)
     spec = PreprocessSpec.from_metadata(props, str(path)) if SPEC_KEY in props else None
@@ -208,7 +209,9 @@ def _diagnose_onnx(
 
     findings = _scale_hint(findings, spec, name)
     if any(f.severity == "error" for f in untrained):
-        return Report(name, _explained_by_untrained(findings), inputs, list(forward.stats), variants, notes=notes)
+        stated = stated_settings(spec) if spec is not None else {}
+        untrained_findings = _explained_by_untrained(findings)
+        return Report(name, untrained_findings, inputs, list(forward.stats), variants, notes=notes, stated=stated)
     repair, repair_check, findings = _repair_stage(
         loaded, transform, check, blob, reference, ref_forward, forward, expected, findings, name
     )
@@ -217,7 +220,8 @@ def _diagnose_onnx(
         if note:
             notes.append(note)
     findings = _attach_code(findings, spec)
-    return Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check, notes)
+    stated = stated_settings(spec) if spec is not None else {}
+    return Report(name, findings, inputs, list(forward.stats), variants, repair, repair_check, notes, stated)
 
 
 def _scale_hint(findings: list[Finding], spec: PreprocessSpec | None, name: str) -> list[Finding]:
