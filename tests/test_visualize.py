@@ -30,6 +30,8 @@ pytest.importorskip("matplotlib", reason="the pictures need the optional extra d
 
 from decoder.visualization import Visualizer, blob_statistics, write_report
 from decoder.visualization.figures import GAP_COLOUR
+from decoder.visualization.report import ACTIVATION_LAYERS, CHANNELS, FILTER_LAYERS, chosen
+from tests.caffe_nets import NetBuilder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -266,11 +268,11 @@ def test_activation_pictures_cover_every_layer(lenet: dict) -> None:
     assert seen == expected
     page = report.index.read_text()
     for stat, picture, grid in zip(report.stats[1:], report.activations[1:], report.activation_grids[1:], strict=True):
-        assert picture is not None and (report.folder / picture).is_file()
+        assert picture is not None and (report.folder / picture).is_file()  # 9 layers: all drawn by default
         assert f'src="{picture}"' in page
-        if len(stat.shape) == 4:  # maps: one tile per channel, counted on the PNG
+        if len(stat.shape) == 4:  # maps: one tile per channel up to the default budget, counted on the PNG
             _, tiles = measure_tiles(png_rgb(report.folder / picture), grid_box(grid))
-            assert len(tiles) == stat.shape[1]
+            assert len(tiles) == min(stat.shape[1], CHANNELS)
     names = [s.layer for s in report.stats]
     assert {"conv1", "pool1", "conv2", "pool2", "ip1", "ip2"} <= set(names)
 
@@ -293,7 +295,7 @@ def test_statistics_match_numpy(lenet: dict) -> None:
         assert entry["zero_fraction"] == pytest.approx(np.count_nonzero(values == 0) / values.size)
         dead = [c for c in range(array.shape[1]) if not np.any(np.take(values, c, axis=1))]
         assert entry["dead_units"] == dead
-        counts, edges = np.histogram(values, bins=len(entry["histogram"]["counts"]))
+        counts, edges = np.histogram(array, bins=len(entry["histogram"]["counts"]))  # the float32 blob's
         assert entry["histogram"]["counts"] == counts.tolist()
         np.testing.assert_allclose(entry["histogram"]["edges"], edges)
         assert entry["nan_count"] == 0 and entry["inf_count"] == 0
@@ -315,7 +317,7 @@ def test_blob_statistics_flags_nan_inf_and_dead_units() -> None:
     assert (stats.min, stats.max) == (-2.0, 4.0)
     assert stats.zero_fraction == 5 / 12
     assert (stats.nan_count, stats.inf_count, stats.units, stats.dead_units) == (1, 1, 3, (1,))
-    assert stats.flags == ("1 of 3 units dead (all zero)", "1 NaN", "1 Inf")
+    assert stats.flags == ("1 of 3 units zero for this input", "1 NaN", "1 Inf")  # one input: not "dead"
     assert sum(stats.histogram_counts) == 10
     json.dumps(stats.to_dict(), allow_nan=False)
     empty = blob_statistics(np.full((1, 2), np.nan), "l", "T", "t")
@@ -345,8 +347,8 @@ def test_index_is_plain_and_self_contained(lenet: dict) -> None:
     page = report.index.read_text()
     parser = _Images()
     parser.feed(page)
-    pictures = [report.input_picture, *report.filters, *[a for a in report.activations if a], *report.histograms]
-    assert sorted(parser.sources) == sorted(pictures)
+    assert sorted(parser.sources) == sorted(report.pictures)
+    assert page.count("<svg ") == len(report.stats)  # every blob's histogram, inline
     for source in parser.sources + [link for link in parser.links if not link.startswith("#")]:
         assert "://" not in source and not source.startswith("/")
         assert (report.folder / source).is_file()
@@ -416,3 +418,110 @@ def test_missing_matplotlib_names_the_extra(
     # The numbers need no matplotlib.
     viz = Visualizer(path)
     assert len(viz.statistics(viz.forward(image))) == 5
+
+
+# --------------------------------------------------------------------------- bounded output, wording
+
+
+def write_deep_net(folder: Path, convolutions: int = 10) -> Path:
+    """``convolutions`` x (3x3 conv, 20 channels + in-place ReLU) on a 3x12x12 input, converted."""
+    from decoder.conversion import convert
+    from decoder.sources import open_sources
+
+    net = NetBuilder("deep", seed=2)
+    x = net.input("data", (1, 3, 12, 12))
+    for index in range(convolutions):
+        x = net.layer("Convolution", x, name=f"conv{index}", blobs=[(20, 3 if index == 0 else 20, 3, 3), (20,)],
+                      convolution_param={"num_output": 20, "kernel_size": [3], "pad": [1]})  # fmt: skip
+        net.layer("ReLU", x, x, name=f"relu{index}")
+    files = net.write(folder, "deep")
+    with open_sources(prototxt=files.prototxt, weights=files.caffemodel) as sources:
+        convert(sources, folder / "deep.onnx")
+    return folder / "deep.onnx"
+
+
+def test_default_draws_a_bounded_selection_and_every_statistic(tmp_path: Path) -> None:
+    model = write_deep_net(tmp_path)
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(image)
+    report = write_report(model, image, tmp_path / "out")
+    tops = len(report.stats) - 1
+    assert tops == 20 > ACTIVATION_LAYERS
+    drawn = [i for i, a in enumerate(report.activations) if a]
+    assert len(drawn) == ACTIVATION_LAYERS and drawn[0] == 1 and drawn[-1] == tops  # first and last layer
+    assert len(report.filters) == FILTER_LAYERS and report.filter_layers == 10
+    assert len(report.pictures) == 1 + FILTER_LAYERS + ACTIVATION_LAYERS
+    written = sorted(str(p.relative_to(report.folder)) for p in report.folder.rglob("*.png"))
+    assert written == sorted(report.pictures)
+    for index in drawn:  # 20 channels each, CHANNELS tiles drawn
+        _, tiles = measure_tiles(
+            png_rgb(report.folder / report.activations[index]), grid_box(report.activation_grids[index])
+        )
+        assert len(tiles) == CHANNELS
+    document = json.loads(report.stats_json.read_text())
+    assert len(document["layers"]) == 21 and all("mean" in entry for entry in document["layers"])
+    assert document["drawn"] == {
+        "all": False, "activation_pictures": ACTIVATION_LAYERS, "layer_tops": 20, "channels_per_picture": CHANNELS,
+        "filter_pictures": FILTER_LAYERS, "convolution_layers": 10,
+    }  # fmt: skip
+    page = report.index.read_text()
+    assert page.count("<tr") == 1 + 21 and "--all" in page
+
+
+def test_chosen_spreads_evenly_and_keeps_both_ends() -> None:
+    assert chosen(5, 16) == [0, 1, 2, 3, 4]
+    picked = chosen(228, 16)
+    assert len(picked) == 16 and picked[0] == 0 and picked[-1] == 227
+    assert max(np.diff(picked)) - min(np.diff(picked)) <= 1
+
+
+def net_with_a_silent_channel(folder: Path) -> Path:
+    """conv (3 filters, the third with bias -1e4) -> ReLU -> InnerProduct -> Softmax: channel 2 is always 0."""
+    from decoder.conversion import convert
+    from decoder.sources import open_sources
+
+    net = NetBuilder("silent", seed=5)
+    x = net.input("data", (1, 3, 6, 6))
+    rng = np.random.default_rng(5)
+    x = net.layer("Convolution", x, name="conv", convolution_param={"num_output": 3, "kernel_size": [3]},
+                  blobs=[rng.standard_normal((3, 3, 3, 3)).astype(np.float32) * 0.01,
+                         np.array([100.0, 100.0, -1e4], np.float32)])  # fmt: skip
+    net.layer("ReLU", x, x, name="relu")
+    x = net.layer("InnerProduct", x, name="ip", inner_product_param={"num_output": 2}, blobs=[(2, 48), (2,)])
+    net.layer("Softmax", x, name="prob")
+    files = net.write(folder, "silent")
+    with open_sources(prototxt=files.prototxt, weights=files.caffemodel) as sources:
+        convert(sources, folder / "silent.onnx")
+    return folder / "silent.onnx"
+
+
+def test_zero_units_are_dead_only_over_several_inputs(tmp_path: Path, capsys) -> None:
+    model = net_with_a_silent_channel(tmp_path)
+    rng = np.random.default_rng(0)
+    images = []
+    for index in range(8):
+        images.append(tmp_path / f"in{index}.png")
+        Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(images[-1])
+    assert main(["visualize", str(images[0]), "--model", str(model), "-o", str(tmp_path / "one")]) == 0
+    out = capsys.readouterr().out
+    assert "relu 'conv': 1 of 3 units zero for this input" in out and "units dead" not in out
+    assert main(["visualize", *map(str, images[:2]), "--model", str(model), "-o", str(tmp_path / "two")]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 3 units zero for all 2 inputs (too few to call them dead)" in out
+    assert main(["visualize", *map(str, images), "--model", str(model), "-o", str(tmp_path / "eight")]) == 0
+    out = capsys.readouterr().out
+    assert "relu 'conv': 1 of 3 units dead (zero for all 8 inputs)" in out
+    document = json.loads((tmp_path / "eight" / "stats.json").read_text())
+    relu = next(e for e in document["layers"] if e["layer"] == "relu")
+    assert relu["inputs"] == 8 and relu["dead_units"] == [2]
+    assert document["images"] == [str(i) for i in images]
+
+
+def test_cli_all_draws_every_layer(colour_onnx: tuple[Path, np.ndarray], tmp_path: Path, capsys) -> None:
+    path, _ = colour_onnx
+    image = tmp_path / "in.png"
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(image)
+    assert main(["visualize", str(image), "--model", str(path), "-o", str(tmp_path / "out"), "--all"]) == 0
+    assert "(6 pictures," in capsys.readouterr().out  # input + conv1 filters + 4 layer tops
+    document = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert document["drawn"]["all"] is True and document["drawn"]["channels_per_picture"] == 256

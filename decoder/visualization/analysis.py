@@ -32,6 +32,10 @@ from decoder.spec import SPEC_KEY, PreprocessSpec, read_graph_metadata
 #: Bins of every histogram (numpy's edges over the finite values of the blob).
 HISTOGRAM_BINS = 50
 
+#: Inputs a unit must be zero for before it is called "dead": from one image (or a handful) a
+#: zero channel says only that this input did not excite it.
+DEAD_MIN_INPUTS = 8
+
 #: Caffe layer types that own trained blobs; every other type has no parameters, even when
 #: its ONNX form needs constants (a Power layer's factor, a pooling divisor).
 PARAMETER_LAYER_TYPES = frozenset(
@@ -86,8 +90,10 @@ class LayerStats:
     """Statistics of one blob (one top of one Caffe layer, or the input) for one forward pass.
 
     ``mean``/``std``/``min``/``max`` are over the finite values, in float64; ``std`` is the
-    population standard deviation (numpy's default). A unit is one channel (axis 1): it is
-    dead when every value it produced over the image(s) is exactly zero.
+    population standard deviation (numpy's default). A unit is one channel (axis 1);
+    ``dead_units`` lists those whose every value is exactly zero over the ``inputs`` images.
+    Only over :data:`DEAD_MIN_INPUTS` or more inputs is that called "dead"; from one image
+    the flag says "zero for this input".
     """
 
     layer: str
@@ -108,11 +114,22 @@ class LayerStats:
     histogram_edges: tuple[float, ...] = field(repr=False)
 
     @property
+    def inputs(self) -> int:
+        """How many images the statistics cover (the batch axis)."""
+        return int(self.shape[0]) if self.shape else 0
+
+    @property
     def flags(self) -> tuple[str, ...]:
-        """Short warnings for the index page: dead units, NaN, Inf."""
+        """Short warnings for the index page: all-zero units (dead only over several inputs), NaN, Inf."""
         flags = []
         if self.dead_units:
-            flags.append(f"{len(self.dead_units)} of {self.units} units dead (all zero)")
+            zero = f"{len(self.dead_units)} of {self.units} units"
+            if self.inputs >= DEAD_MIN_INPUTS:
+                flags.append(f"{zero} dead (zero for all {self.inputs} inputs)")
+            elif self.inputs > 1:
+                flags.append(f"{zero} zero for all {self.inputs} inputs (too few to call them dead)")
+            else:
+                flags.append(f"{zero} zero for this input")
         if self.nan_count:
             flags.append(f"{self.nan_count} NaN")
         if self.inf_count:
@@ -134,6 +151,7 @@ class LayerStats:
             "zero_fraction": self.zero_fraction,
             "nan_count": self.nan_count,
             "inf_count": self.inf_count,
+            "inputs": self.inputs,
             "units": self.units,
             "dead_units": list(self.dead_units),
             "flags": list(self.flags),
@@ -153,12 +171,16 @@ class Blob:
 
 @dataclass(frozen=True)
 class Forward:
-    """One image through the network: the input blob and every layer's tops, in network order."""
+    """Images through the network: the input blob and every layer's tops, in network order.
+
+    ``image`` names the first image (the one the pictures show); ``images`` all of them.
+    """
 
     image: str
     input: Blob
     blobs: tuple[Blob, ...]
     prediction: Prediction | None
+    images: tuple[str, ...] = ()
 
 
 def blob_statistics(
@@ -166,21 +188,25 @@ def blob_statistics(
 ) -> LayerStats:
     """Statistics of ``values`` (batch first); see :class:`LayerStats` for the definitions."""
     array = np.asarray(values)
-    wide = array.astype(np.float64, copy=False)
-    finite_mask = np.isfinite(wide)
-    finite = wide[finite_mask]
-    nan_count = int(np.isnan(wide).sum())
-    inf_count = int(np.isinf(wide).sum())
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
+    # One pass per figure, no float64 copy of the blob: deep nets have hundreds of large blobs.
+    all_finite = bool(np.isfinite(array).all())
+    finite = array.reshape(-1) if all_finite else array[np.isfinite(array)]
+    nan_count = 0 if all_finite else int(np.isnan(array).sum())
+    inf_count = 0 if all_finite else int(np.isinf(array).sum())
     if finite.size:
-        mean, std, low, high = float(finite.mean()), float(finite.std()), float(finite.min()), float(finite.max())
+        mean, std = float(finite.mean(dtype=np.float64)), float(finite.std(dtype=np.float64))
+        low, high = float(finite.min()), float(finite.max())
         counts, edges = np.histogram(finite, bins=bins)
     else:
         mean = std = low = high = float("nan")
         counts, edges = np.zeros(0, np.int64), np.zeros(0)
-    zero_fraction = float((wide == 0).sum() / wide.size) if wide.size else 0.0
+    zero_fraction = float((array.size - np.count_nonzero(array)) / array.size) if array.size else 0.0
     if array.ndim >= 2:
-        per_unit = np.moveaxis(wide, 1, 0).reshape(array.shape[1], -1)
-        dead = tuple(int(i) for i in np.flatnonzero(np.all(per_unit == 0, axis=1)))
+        # A unit is dead when every value it produced is exactly 0 (NaN counts as nonzero).
+        others = tuple(axis for axis in range(array.ndim) if axis != 1)
+        dead = tuple(int(i) for i in np.flatnonzero(~np.any(array, axis=others)))
         units = int(array.shape[1])
     else:
         dead, units = (), 0
@@ -228,8 +254,9 @@ class Visualizer:
         self.layers = list(self.runner.layers)
         self.input_name = self.runner.input_name
         layer_names = [layer.name for layer in self.layers]
-        self.parameters = _parameter_counts(model, self.layers)
-        self.filters: list[FilterBank] = _filter_banks(model, layer_names, self.layers, self.spec, p)
+        constants = _constants(model)
+        self.parameters = _parameter_counts(model, self.layers, constants)
+        self.filters: list[FilterBank] = _filter_banks(model, layer_names, self.layers, self.spec, p, constants)
         self.score_output: str = graph.get("score_output", "")
         self.score_is_softmax = bool(graph.get("score_is_softmax", False))
 
@@ -237,14 +264,23 @@ class Visualizer:
     def labels(self) -> tuple[str, ...]:
         return self.spec.labels if self.spec else ()
 
-    def forward(self, image: str | os.PathLike[str] | np.ndarray, name: str | None = None) -> Forward:
-        """Preprocess one image like DIGITS and keep every layer's output (batch of one)."""
+    def forward(
+        self,
+        image: str | os.PathLike[str] | np.ndarray | Sequence[str | os.PathLike[str] | np.ndarray],
+        name: str | None = None,
+    ) -> Forward:
+        """Preprocess one image (or a list) like DIGITS and keep every layer's output for the batch."""
         from decoder.preprocess import preprocess_batch
 
         if self.spec is None:
             raise DecoderError("the model carries no image preprocessing (its input is not an image)", self.path)
-        label = name or (str(image) if not isinstance(image, np.ndarray) else "<array>")
-        blob = preprocess_batch([image], self.spec)
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        if not images:
+            raise DecoderError("no image to forward")
+        names = [str(i) if not isinstance(i, np.ndarray) else "<array>" for i in images]
+        if name is not None:
+            names[0] = name
+        blob = preprocess_batch(images, self.spec)
         values = self.runner.run(blob)
         blobs = tuple(
             Blob(layer.name, layer.type, top, values[top])
@@ -254,9 +290,9 @@ class Visualizer:
         )
         prediction = None
         if self.score_output in values:
-            probabilities = to_probabilities(values[self.score_output], self.score_is_softmax)
-            prediction = decode(probabilities, self.labels, [label])[0]
-        return Forward(label, Blob(self.input_name, "Input", self.input_name, blob), blobs, prediction)
+            probabilities = to_probabilities(values[self.score_output][:1], self.score_is_softmax)
+            prediction = decode(probabilities, self.labels, names[:1])[0]
+        return Forward(names[0], Blob(self.input_name, "Input", self.input_name, blob), blobs, prediction, tuple(names))
 
     def statistics(self, forward: Forward, bins: int = HISTOGRAM_BINS) -> list[LayerStats]:
         """The input's statistics, then each layer top's, in network order."""
@@ -296,7 +332,7 @@ def _constants(model: Any) -> dict[str, np.ndarray]:
     return values
 
 
-def _parameter_counts(model: Any, layers: Sequence[Any]) -> dict[str, int]:
+def _parameter_counts(model: Any, layers: Sequence[Any], constants: dict[str, np.ndarray]) -> dict[str, int]:
     """Values stored in the graph for each parameter-owning Caffe layer (float constants of its nodes).
 
     For Convolution and InnerProduct this equals Caffe's blob sizes (weights + bias). Layer
@@ -304,7 +340,6 @@ def _parameter_counts(model: Any, layers: Sequence[Any]) -> dict[str, int]:
     """
     names = [layer.name for layer in layers]
     types = {layer.name: layer.type for layer in layers}
-    constants = _constants(model)
     counts = dict.fromkeys(names, 0)
     seen: set[str] = set()
     for node in model.graph.node:
@@ -320,10 +355,14 @@ def _parameter_counts(model: Any, layers: Sequence[Any]) -> dict[str, int]:
 
 
 def _filter_banks(
-    model: Any, layer_names: Sequence[str], layers: Sequence[Any], spec: PreprocessSpec | None, path: Path
+    model: Any,
+    layer_names: Sequence[str],
+    layers: Sequence[Any],
+    spec: PreprocessSpec | None,
+    path: Path,
+    constants: dict[str, np.ndarray],
 ) -> list[FilterBank]:
     """Every Convolution layer's kernels, in network order."""
-    constants = _constants(model)
     producers = {out: node for node in model.graph.node for out in node.output}
     graph_inputs = {value.name for value in model.graph.input} - set(constants)
     by_layer: dict[str, Any] = {}

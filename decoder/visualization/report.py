@@ -2,19 +2,29 @@
 
 The page needs no network and no script: it is static HTML with relative links to
 pictures beside it, so the folder can be zipped, mailed, or opened from a file browser.
+
+What is drawn. Pictures cost time (matplotlib) and space, and a 200-layer net's 400
+pictures tell less than a chosen few, so by default: the input; the filters of the first
+:data:`FILTER_LAYERS` convolution layers (where filters are still pictures of something);
+the activations of at most :data:`ACTIVATION_LAYERS` layer tops, evenly spaced from the
+first to the last, each showing its first :data:`CHANNELS` channels; and the statistics of
+EVERY layer top (the table, with an inline histogram, and ``stats.json``). ``draw_all``
+(``decode visualize --all``) draws every convolution's filters and every top's activations
+(up to :data:`~decoder.visualization.figures.MAX_MAPS` channels).
+
 Layout of the folder::
 
     index.html  stats.json  input.png
-    filters/NN-<layer>.png       one per Convolution layer
-    activations/NN-<layer>.png   one per layer top (maps as tiles, vectors as bars)
-    histograms/NN-<layer>.png    one per layer top and the input
+    filters/NN-<layer>.png       one per drawn Convolution layer
+    activations/NN-<layer>.png   one per drawn layer top (maps as tiles, vectors as bars)
 
-``stats.json`` (``version`` 1): ``model``, ``image``, ``preprocessing`` (channels, height,
-width, resize_mode, channel_order, mean_kind, scale), ``prediction`` (as `decode --json`),
-``layers`` (the input first, then every layer top in network order, each
-:meth:`LayerStats.to_dict` plus ``activation_png`` / ``histogram_png``; NaN and Inf
-statistics are ``null``) and ``filters`` (layer, shape, group, colour, input_order,
-shown_order, scale, weight_mean, weight_std, png, grid).
+``stats.json`` (``version`` 2): ``model``, ``image``, ``images`` (every input the statistics
+cover), ``preprocessing`` (channels, height, width, resize_mode, channel_order, mean_kind,
+scale), ``prediction`` (for the first image, as `decode --json`), ``drawn`` (what was
+pictured, of how many), ``layers`` (the input first, then every layer top in network
+order, each :meth:`LayerStats.to_dict` plus ``activation_png``, null when not drawn; NaN
+and Inf statistics are ``null``) and ``filters`` (layer, shape, group, colour,
+input_order, shown_order, scale, weight_mean, weight_std, png, grid), drawn layers only.
 """
 
 from __future__ import annotations
@@ -31,17 +41,25 @@ import numpy as np
 
 from decoder.errors import DecoderError
 from decoder.visualization.analysis import FilterBank, Forward, LayerStats, Visualizer
-from decoder.visualization.figures import TileGrid
+from decoder.visualization.figures import MAX_MAPS, TileGrid
 
-STATS_VERSION = 1
+STATS_VERSION = 2
+#: Default picture budget (``draw_all`` lifts it): convolution layers whose filters are drawn, ...
+FILTER_LAYERS = 2
+#: ... layer tops whose activations are drawn (evenly spaced, first and last included), ...
+ACTIVATION_LAYERS = 16
+#: ... and channels drawn per activation picture.
+CHANNELS = 16
 
 
 @dataclass
 class Report:
     """What :func:`write_report` wrote, with the numbers and tile positions behind each picture.
 
-    Paths in ``activations``, ``histograms`` and ``filters`` are relative to ``folder``,
-    in the order of ``stats`` (input first) and ``filter_banks``.
+    ``stats`` covers every layer top (input first); ``activations`` and ``activation_grids``
+    are aligned with it, None where no picture was drawn. ``filters`` / ``filter_grids``
+    are aligned with ``filter_banks``, the convolution layers whose filters were drawn (of
+    ``filter_layers`` in the net). Paths are relative to ``folder``.
     """
 
     folder: Path
@@ -50,18 +68,42 @@ class Report:
     forward: Forward
     stats: list[LayerStats]
     filter_banks: list[FilterBank]
+    draw_all: bool = False
+    filter_layers: int = 0
+    channels: int = CHANNELS
     input_picture: str = "input.png"
     activations: list[str | None] = field(default_factory=list)
     activation_grids: list[TileGrid | None] = field(default_factory=list)
-    histograms: list[str] = field(default_factory=list)
     filters: list[str] = field(default_factory=list)
     filter_grids: list[TileGrid] = field(default_factory=list)
 
+    @property
+    def pictures(self) -> list[str]:
+        """Every PNG written, relative to ``folder``."""
+        return [self.input_picture, *self.filters, *(a for a in self.activations if a)]
+
+
+def chosen(count: int, limit: int) -> list[int]:
+    """``limit`` indices out of ``range(count)``, evenly spaced, first and last included (all when fewer)."""
+    if count <= limit:
+        return list(range(count))
+    if limit <= 1:
+        return [count - 1][:limit]
+    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+
 
 def write_report(
-    model: str | os.PathLike[str] | Visualizer, image: str | os.PathLike[str], folder: str | os.PathLike[str]
+    model: str | os.PathLike[str] | Visualizer,
+    image: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    folder: str | os.PathLike[str],
+    *,
+    draw_all: bool = False,
 ) -> Report:
-    """Forward ``image`` through ``model`` and write every picture, ``stats.json`` and ``index.html``."""
+    """Forward ``image`` (or several: statistics over all, pictures of the first) and write the folder.
+
+    By default a bounded selection is drawn (see the module docstring); ``draw_all`` draws
+    every convolution's filters and every layer top's activations.
+    """
     from decoder.visualization import figures
 
     figures.require_matplotlib()  # fail before any work if pictures cannot be drawn
@@ -69,24 +111,27 @@ def write_report(
     out = _prepare_folder(Path(folder))
     forward = viz.forward(image)
     stats = viz.statistics(forward)
-    report = Report(out, out / "index.html", out / "stats.json", forward, stats, list(viz.filters))
+    banks = list(viz.filters) if draw_all else list(viz.filters[:FILTER_LAYERS])
+    channels = MAX_MAPS if draw_all else CHANNELS
+    report = Report(
+        out, out / "index.html", out / "stats.json", forward, stats, banks, draw_all, len(viz.filters), channels
+    )
     assert viz.spec is not None  # forward() refuses models without one
 
     figures.save(figures.input_figure(forward.input, viz.spec), out / report.input_picture)
     names = _file_names([s.layer if s.type != "Input" else "input" for s in stats], [s.top for s in stats])
     blobs = [forward.input, *forward.blobs]
-    for stat, blob, name in zip(stats, blobs, names, strict=True):
-        if stat.type == "Input":
+    drawn = {index + 1 for index in chosen(len(stats) - 1, len(stats) if draw_all else ACTIVATION_LAYERS)}
+    for index, (blob, name) in enumerate(zip(blobs, names, strict=True)):
+        if index not in drawn:
             report.activations.append(None)
             report.activation_grids.append(None)
-        else:
-            figure, grid = figures.activation_figure(blob, viz.labels)
-            report.activations.append(f"activations/{name}.png")
-            report.activation_grids.append(grid)
-            figures.save(figure, out / f"activations/{name}.png")
-        report.histograms.append(f"histograms/{name}.png")
-        figures.save(figures.histogram_figure(stat), out / f"histograms/{name}.png")
-    for name, bank in zip(_file_names([b.layer for b in viz.filters]), viz.filters, strict=True):
+            continue
+        figure, grid = figures.activation_figure(blob, viz.labels, max_maps=channels)
+        report.activations.append(f"activations/{name}.png")
+        report.activation_grids.append(grid)
+        figures.save(figure, out / f"activations/{name}.png")
+    for name, bank in zip(_file_names([b.layer for b in banks]), banks, strict=True):
         figure, grid = figures.filter_figure(bank)
         report.filters.append(f"filters/{name}.png")
         report.filter_grids.append(grid)
@@ -104,7 +149,7 @@ def _prepare_folder(folder: Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise DecoderError("exists and is not a folder; give a folder for the pictures", folder)
     try:
-        for sub in ("", "filters", "activations", "histograms"):
+        for sub in ("", "filters", "activations"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DecoderError(f"cannot create the output folder ({exc.strerror or exc})", folder) from None
@@ -132,10 +177,9 @@ def _stats_document(viz: Visualizer, report: Report) -> dict[str, Any]:
     spec = viz.spec
     prediction = report.forward.prediction
     layers = []
-    for stat, activation, histogram in zip(report.stats, report.activations, report.histograms, strict=True):
+    for stat, activation in zip(report.stats, report.activations, strict=True):
         entry = stat.to_dict()
         entry["activation_png"] = activation
-        entry["histogram_png"] = histogram
         layers.append(entry)
     filters = []
     for bank, picture, grid in zip(report.filter_banks, report.filters, report.filter_grids, strict=True):
@@ -158,6 +202,15 @@ def _stats_document(viz: Visualizer, report: Report) -> dict[str, Any]:
         "version": STATS_VERSION,
         "model": viz.path,
         "image": report.forward.image,
+        "images": list(report.forward.images),
+        "drawn": {
+            "all": report.draw_all,
+            "activation_pictures": sum(a is not None for a in report.activations),
+            "layer_tops": len(report.stats) - 1,
+            "channels_per_picture": report.channels,
+            "filter_pictures": len(report.filters),
+            "convolution_layers": report.filter_layers,
+        },
         "preprocessing": None
         if spec is None
         else {
@@ -225,6 +278,7 @@ def _index_html(viz: Visualizer, report: Report) -> str:
             f'<img src="{report.input_picture}" alt="input as the network sees it">'
         )
     parts.append("<h2>Layers</h2>")
+    parts.append(f"<p>{e(_drawn_text(report))}</p>")
     parts.append(_stats_table(report))
     if report.filter_banks:
         parts.append("<h2>Filters</h2>")
@@ -236,36 +290,70 @@ def _index_html(viz: Visualizer, report: Report) -> str:
         )
     parts.append("<h2>Activations</h2>")
     for index, stat in enumerate(report.stats):
-        activation, histogram = report.activations[index], report.histograms[index]
+        activation = report.activations[index]
+        if activation is None:
+            continue
         flags = "".join(f' <span class="flag">{e(f)}</span>' for f in stat.flags)
-        shown = (
-            f'<img src="{e(activation)}" alt="activations of {e(stat.layer)}">'
-            if activation
-            else '<a href="#input">input picture above</a>'
-        )
         parts.append(
             f'<section id="layer-{index}"><h3>{e(stat.layer)} ({e(stat.type)}), top <code>{e(stat.top)}</code>, '
             f"shape {e(str(list(stat.shape)))}{flags}</h3>"
-            f'<div class="pair">{shown}<img src="{e(histogram)}" alt="histogram of {e(stat.layer)}"></div></section>'
+            f'<img src="{e(activation)}" alt="activations of {e(stat.layer)}"></section>'
         )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _drawn_text(report: Report) -> str:
+    """What the pictures cover, and how to get the rest."""
+    tops = len(report.stats) - 1
+    pictured = sum(a is not None for a in report.activations)
+    inputs = len(report.forward.images) or 1
+    over = "this input" if inputs == 1 else f"all {inputs} inputs (pictures show the first)"
+    text = f"Statistics of every layer top over {over}; activation pictures of {pictured} of {tops} layer tops"
+    if report.draw_all:
+        return text + f" (up to {report.channels} channels each), filters of all {report.filter_layers} convolutions."
+    return (
+        text + f" (evenly spaced, first {report.channels} channels each) and filters of the first "
+        f"{len(report.filters)} of {report.filter_layers} convolutions; `decode visualize --all` draws everything."
+    )
+
+
+def _histogram_svg(stat: LayerStats, width: int = 120, height: int = 26) -> str:
+    """An inline bar chart of the blob's histogram (log counts), no picture file and no script."""
+    counts = np.asarray(stat.histogram_counts, dtype=np.float64)
+    if not counts.size or counts.max() <= 0:
+        return ""
+    heights = np.log1p(counts) / np.log1p(counts.max()) * height
+    step = width / counts.size
+    bars = "".join(
+        f'<rect x="{i * step:.1f}" y="{height - h:.1f}" width="{step:.1f}" height="{h:.1f}"/>'
+        for i, h in enumerate(heights)
+        if h > 0
+    )
+    span = f"{stat.histogram_edges[0]:.3g} .. {stat.histogram_edges[-1]:.3g}"
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="histogram {span}"><title>{span}, log counts</title><g fill="#3b6ea8">{bars}</g></svg>'
+    )
 
 
 def _stats_table(report: Report) -> str:
     e = html.escape
     head = (
         "<table><tr><th>layer</th><th>type</th><th>top</th><th>shape</th><th>parameters</th><th>mean</th>"
-        "<th>std</th><th>min</th><th>max</th><th>zeros</th><th>dead units</th><th>flags</th></tr>"
+        "<th>std</th><th>min</th><th>max</th><th>histogram (log)</th><th>zeros</th><th>all-zero units</th>"
+        "<th>flags</th></tr>"
     )
     rows = [head]
     for index, s in enumerate(report.stats):
         css = ' class="flagged"' if s.flags else ""
+        name = f'<a href="#layer-{index}">{e(s.layer)}</a>' if report.activations[index] else e(s.layer)
         rows.append(
-            f'<tr{css}><td><a href="#layer-{index}">{e(s.layer)}</a></td><td class="text">{e(s.type)}</td>'
+            f'<tr{css}><td>{name}</td><td class="text">{e(s.type)}</td>'
             f'<td class="text">{e(s.top)}</td><td class="text">{e("x".join(str(d) for d in s.shape))}</td>'
             f"<td>{s.parameters:,}</td><td>{_number(s.mean)}</td><td>{_number(s.std)}</td>"
-            f"<td>{_number(s.min)}</td><td>{_number(s.max)}</td><td>{100 * s.zero_fraction:.1f}%</td>"
+            f"<td>{_number(s.min)}</td><td>{_number(s.max)}</td><td>{_histogram_svg(s)}</td>"
+            f"<td>{100 * s.zero_fraction:.1f}%</td>"
             f'<td>{len(s.dead_units)} / {s.units}</td><td class="text">{e("; ".join(s.flags))}</td></tr>'
         )
     rows.append("</table>")
