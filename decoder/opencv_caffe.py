@@ -114,14 +114,13 @@ def forward(loaded: OpenCVNet, feeds: dict[str, Any], names: Sequence[str]) -> l
 
 
 def pruned_deploy_net(prototxt: PathLike) -> tuple[caffe_pb2.NetParameter, list[str], list[str]]:
-    """The prototxt without training-only / non-TEST layers and unread header inputs.
+    """The prototxt without training-only / label-reading / non-TEST layers and unread header inputs.
 
     Returns the (possibly unchanged) NetParameter, its remaining header + Input-layer input
     names, and the names of what was dropped (empty: feed the original file as it is). The
     net keeps its own format (V1 ``layers`` stay V1); V0 nets are returned unchanged.
     """
-    from decoder.caffe_io import layer_in_phase, read_prototxt, upgrade_v1_layer
-    from decoder.converter import TRAINING_ONLY_TYPES
+    from decoder.caffe_io import layer_in_phase, prune_to_deploy, read_prototxt, upgrade_v1_layer
 
     proto = read_prototxt(prototxt)
     legacy = bool(proto.layers)
@@ -129,7 +128,10 @@ def pruned_deploy_net(prototxt: PathLike) -> tuple[caffe_pb2.NetParameter, list[
         return proto, list(proto.input), []  # V0: nothing of that age carries loss layers in a deploy net
     entries = list(proto.layers) if legacy else list(proto.layer)
     upgraded = [upgrade_v1_layer(v1) for v1 in entries] if legacy else entries
-    keep = [layer.type not in TRAINING_ONLY_TYPES and layer_in_phase(layer) for layer in upgraded]
+    # The same rule as conversion (caffe_io.prune_to_deploy): training-only layers and whatever reads labels.
+    kept_layers, _ = prune_to_deploy([layer for layer in upgraded if layer_in_phase(layer)])
+    kept_ids = {id(layer) for layer in kept_layers}
+    keep = [id(layer) in kept_ids for layer in upgraded]
     dropped = [layer.name or layer.type for layer, kept in zip(upgraded, keep, strict=True) if not kept]
     read = {bottom for layer, kept in zip(upgraded, keep, strict=True) if kept for bottom in layer.bottom}
     kept_entries = [entry for entry, kept in zip(entries, keep, strict=True) if kept]
