@@ -308,7 +308,7 @@ def test_pictures_without_matplotlib_say_what_to_install(client: TestClient, mon
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     response = client.post("/v1/models/lenet/visualize", files={"image": ("d.png", sample(7).read_bytes())})
     assert response.status_code == 501
-    assert response.json()["error"]["message"] == "the pictures need matplotlib: pip install 'decoder[viz]'"
+    assert response.json()["error"]["message"] == "the pictures need matplotlib: pip install 'caffe-decoder[viz]'"
 
 
 @pytest.mark.shared
@@ -409,3 +409,22 @@ def test_image_urls_when_allowed(web_server: str, path: str, status: int, answer
             assert answer in body["error"]["message"]
         ftp = client.post(f"{CLASSIFY_ONE}?job_id=lenet", data={"image_url": "ftp://example.com/x.png"})
         assert ftp.status_code == 400 and "only http:// and https://" in ftp.json()["error"]["message"]
+
+
+def test_serve_without_the_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_uvicorn(name: str, *args: object, **kwargs: object) -> object:
+        if name.split(".")[0] == "uvicorn":
+            raise ImportError("No module named 'uvicorn'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_uvicorn)
+    assert main(["serve", str(LENET)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("decode: error: decode serve needs the serve extra: pip install 'caffe-decoder[serve]'")
+    assert err.count("\n") == 1

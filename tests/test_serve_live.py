@@ -209,7 +209,7 @@ def test_page_uploads_a_digit_and_shows_its_label(server: str, browser) -> None:
         titles = [img.get_attribute("alt") for img in browser.find_elements(By.CSS_SELECTOR, "#pictures img")]
         assert any("conv1 filters" in t for t in titles) and any("activations" in t for t in titles), status
     except ImportError:
-        assert "pip install 'decoder[viz]'" in status
+        assert "pip install 'caffe-decoder[viz]'" in status
     # several images with their truth (a DIGITS list): a table, the accuracy and the confusion matrix
     samples = sorted(SAMPLES.glob("digit_*.png"))
     truth = Path(tempfile.mkdtemp(prefix="decode-truth-")) / "truth.txt"

@@ -15,7 +15,7 @@ from decoder.errors import DecoderError
 #: Connections + requests in progress before new ones get 503 (each may hold up to --max-upload bytes).
 LIMIT_CONCURRENCY = 1000
 
-_SERVE_HINT = "decode serve needs the serve extra: pip install 'decoder[serve]'"
+_SERVE_HINT = "decode serve needs the serve extra: pip install 'caffe-decoder[serve]'"
 
 
 def _job_ids(values: tuple[str, ...]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from decoder.serve.registry import ServedModel
 from decoder.serve.state import ServerState
 
 STATIC = Path(__file__).parent / "static"
-VIZ_HINT = "the pictures need matplotlib: pip install 'decoder[viz]'"
+VIZ_HINT = "the pictures need matplotlib: pip install 'caffe-decoder[viz]'"
 
 
 async def index_page(request: Request) -> FileResponse:
