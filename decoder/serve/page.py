@@ -24,7 +24,7 @@ from decoder.serve.api import uploads_of
 from decoder.serve.errors import ApiError
 from decoder.serve.images import Upload, pixels_of
 from decoder.serve.registry import ServedModel
-from decoder.serve.state import ServerState
+from decoder.serve.state import ServerState, arrived
 
 STATIC = Path(__file__).parent / "static"
 VIZ_HINT = "the pictures need matplotlib: pip install 'caffe-decoder[viz]'"
@@ -38,6 +38,7 @@ async def visualize(request: Request) -> JSONResponse:
     state: ServerState = request.app.state.server
     served = state.model(request.path_params["model"], "model")
     sources = await uploads_of(request, state)
+    arrived(request)  # it will not join a batch: the batchers must not wait for it
     if len(sources) != 1:
         raise ApiError(400, f"visualize takes exactly one image, not {len(sources)}")
     try:

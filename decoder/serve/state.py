@@ -81,9 +81,7 @@ class ServerState:
             fetched = await self._download(sources)
         else:
             fetched = list(sources)
-        arrival = getattr(request.state, "arrival", None)
-        if arrival is not None:
-            arrival.done()
+        arrived(request)
         ready = [source for source in fetched if not isinstance(source, DecoderError)]
         answers = iter(await self.batchers[served.key].classify(ready))
         return [item if isinstance(item, DecoderError) else next(answers) for item in fetched]
@@ -111,6 +109,13 @@ class ServerState:
                 pool.shutdown(wait=True, cancel_futures=True)
         if self.temp is not None:
             shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def arrived(request: Request) -> None:
+    """The request has read its images: batches need not wait for it any longer."""
+    arrival = getattr(request.state, "arrival", None)
+    if arrival is not None:
+        arrival.done()
 
 
 class _InMemoryParser(MultiPartParser):
