@@ -166,6 +166,9 @@ def attach(model_path: PathLike, output: PathLike, edits: AttachEdits | None = N
         graph = {"outputs": outputs, "layers": [], "caffe_net": ""}
     if edits.score_output is not None or "score_is_softmax" not in graph:
         graph["score_is_softmax"] = producer is not None and producer.op_type == "Softmax"
+    if score != graph.get("score_output"):  # what the old score blob was (classifier or not) no longer holds:
+        graph.pop("kind", None)  # the runtime works it out again from the new one's shape and layer
+        graph.pop("kind_reason", None)
     graph["score_output"] = score
     new_props = props | spec.to_metadata() | {GRAPH_KEY: json.dumps(graph)}
     if spec.mean is None:

@@ -8,6 +8,7 @@ checks the one-line refusal.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,19 @@ def test_digits_train_val_converted_itself_scales_in_its_data_layer_like_the_dep
     assert spec_of(train_val).scale == 0.0125 and spec_of(deploy).scale == 1.0
     ours, reference = Model.load(train_val), Model.load(deploy)
     assert_relative(ours.probabilities(ours.preprocess(images)), reference.probabilities(reference.preprocess(images)))
+
+
+def test_attach_score_output_moves_the_scores_and_keeps_the_rest(tmp_path: Path) -> None:
+    net = classifier()
+    net.layer("ReLU", "ip1", "features", name="features")  # a second output, beside "prob"
+    files = net.write(tmp_path / "two", "deploy")
+    first, second = tmp_path / "first.onnx", tmp_path / "second.onnx"
+    assert main(["convert", str(files.prototxt.parent), "-o", str(first), "--score-output", "features"]) == 0
+    assert spec_of(first).provenance["score_output"].startswith("option --score-output")
+    assert main(["attach", str(first), "-o", str(second), "--score-output", "prob"]) == 0
+    graph = json.loads({p.key: p.value for p in onnx.load(second).metadata_props}["decoder.graph"])
+    assert graph["score_output"] == "prob" and graph["score_is_softmax"] and graph["layers"]
+    assert spec_of(second) == spec_of(first) and spec_of(second).provenance["score_output"] == "option --score-output"
+    pictures = [tmp_path / "s.png"]
+    bgr = image(pictures[0], 12)[:, :, ::-1].transpose(2, 0, 1)[None]
+    assert_relative(decode_probabilities(second, pictures), opencv_probabilities(files, bgr))
