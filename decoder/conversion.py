@@ -329,8 +329,9 @@ def _mean_setting(
         where = f"{transform_name} transform_param mean_value"
         return "pixel", mean_from_values(transform.mean_values, channels), None, where
     if sources.mean is None:
+        written = f": {transform.mean_file}" if transform is not None and transform.mean_file else ""
         raise DecoderError(
-            f"the model subtracts a mean {kind} ({origin}) but no mean file was found: give --mean FILE, "
+            f"the model subtracts a mean {kind} ({origin}{written}) but no mean file was found: give --mean FILE, "
             "--mean-values V1,V2,V3, or --mean-kind none if it had none",
             sources.origin or None,
         )

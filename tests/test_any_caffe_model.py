@@ -320,3 +320,34 @@ def test_attach_score_output_moves_the_scores_and_keeps_the_rest(tmp_path: Path)
     pictures = [tmp_path / "s.png"]
     bgr = image(pictures[0], 12)[:, :, ::-1].transpose(2, 0, 1)[None]
     assert_relative(decode_probabilities(second, pictures), opencv_probabilities(files, bgr))
+
+
+@pytest.mark.parametrize(
+    ("data_layer", "shape", "source"),
+    [
+        (
+            'type: "MemoryData" memory_data_param { batch_size: 4 channels: 3 height: 8 width: 8 }',
+            (1, 3, 8, 8),
+            "memory_data_param",
+        ),
+        (
+            'type: "ImageData" image_data_param { new_height: 8 new_width: 8 is_color: false }',
+            (1, 1, 8, 8),
+            "new_height/new_width",
+        ),
+        ('type: "Data" transform_param { crop_size: 8 }', (1, 3, 8, 8), "crop_size (channels from the first conv"),
+    ],
+)
+def test_the_data_layer_states_the_input_shape(
+    tmp_path: Path, data_layer: str, shape: tuple[int, ...], source: str
+) -> None:
+    from decoder.caffe_io import load_net
+
+    channels = shape[1]
+    deploy = classifier(channels=channels).write(tmp_path / "ref", "deploy")
+    body = deploy.prototxt.read_text()
+    body = body[body.index("layer {") :]
+    prototxt = tmp_path / "net.prototxt"
+    prototxt.write_text(f'layer {{ name: "d" top: "data" top: "label" {data_layer} }}\n{body}')
+    net = load_net(prototxt, deploy.caffemodel)
+    assert net.inputs[0].shape == shape and source in net.input_source and net.dropped == ["d"]
