@@ -123,6 +123,17 @@ def _number(value: float) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Draw the confusion matrix to this image (needs true classes and matplotlib).",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Compute on Ray (needs the ray extra): alone, a local Ray for this run; with `auto` (RAY_ADDRESS, "
+    "else the cluster started on this machine), HOST:PORT or ray://HOST:PORT, that cluster. Same rows and "
+    "summary; --workers is then the number of actors [default: one per CPU]. See docs/ray.md.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 @click.option("--quiet", "-q", is_flag=True, help="No summary (errors are still reported).")
 def predict(
@@ -141,6 +152,7 @@ def predict(
     confusion: Path | None,
     progress: bool | None,
     quiet: bool,
+    ray_address: str | None = None,
 ) -> int:
     """Classify IMAGES (files, folders, globs or DIGITS list files) with DIGITS's preprocessing and labels.
 
@@ -157,6 +169,10 @@ def predict(
         raise click.BadParameter("the file must end in .csv or .jsonl", param_hint="--output")
     if confusion is not None:
         require_matplotlib()
+    if ray_address is not None:
+        from decoder.ray.cluster import require_ray
+
+        require_ray(ray_address)
     model = Model.load(model_path, threads=threads, providers=device, pipeline=workers != 0)
     model.require_classifier()  # a detector's outputs are no label: one line, exit 2, before any work
     inputs = expand_inputs(images, model.labels, image_folder, model.num_classes)
@@ -176,13 +192,15 @@ def predict(
     failures = 0
     started = time.perf_counter()
     with ResultSink(output, as_json, top_k, known) as sink:
-        results = model.predict_batches(
-            [item.path for item in inputs],
-            top_k,
-            batch_size,
-            workers,
-            pool,  # type: ignore[arg-type]
-        )
+        paths = [item.path for item in inputs]
+        if ray_address is not None:
+            from decoder.ray.batches import predict_batches_on_ray
+
+            results = predict_batches_on_ray(
+                model, paths, top_k, batch_size, workers, threads or 1, ray_address, providers=device
+            )
+        else:
+            results = model.predict_batches(paths, top_k, batch_size, workers, pool)  # type: ignore[arg-type]
         for result in results:
             if result.failures:
                 if bar:
