@@ -89,15 +89,18 @@ def predict_dataset(
 
     ``batch_size``: images per ONNX Runtime call (default: the model's, as locally).
     ``actors``: how many model replicas: an int for a fixed pool, ``(min, max)`` for an
-    autoscaling one; default: from one up to one per CPU of the cluster. Each actor
-    reserves one CPU and runs ONNX Runtime with ``threads`` threads, on ``providers`` (a
-    ``--device`` name; GPUs are not reserved from Ray: pass your own ``map_batches`` with
-    ``num_gpus`` for that).
+    autoscaling one; default: from one up to one per CPU of the cluster but one (read
+    tasks need a CPU too: a fixed pool as large as the cluster waits forever for its
+    input). Each actor reserves one CPU and runs ONNX Runtime with ``threads`` threads, on
+    ``providers`` (a ``--device`` name; GPUs are not reserved from Ray: pass your own
+    ``map_batches`` with ``num_gpus`` for that).
     """
     loaded = load_model(model)
     batch_size = batch_size or loaded.default_batch_size()
     if actors is None:
-        actors = (1, max(1, int(ray.cluster_resources().get("CPU", 1))))
+        # One CPU stays free for Ray's read tasks: actors holding every CPU would starve the
+        # read_binary_files tasks that feed them, and the job would wait forever.
+        actors = (1, max(1, int(ray.cluster_resources().get("CPU", 1)) - 1))
     pool = (
         ray.data.ActorPoolStrategy(size=actors)
         if isinstance(actors, int)
