@@ -49,11 +49,15 @@ def require_ray(address: str) -> None:
 
 
 def connect(address: str = "local") -> None:
-    """Start or join Ray (see the module doc); a Ray already started in this process is reused."""
+    """Start or join Ray (see the module doc); a Ray already started in this process is reused.
+
+    Either way Ray Data's own progress bars and logs are switched off (:func:`quiet_ray_data`).
+    """
     import ray
 
     check_address(address)
     if ray.is_initialized():
+        quiet_ray_data()
         return
     # Ray's info and warning lines (token auth, actor-restart caveats) would bury decode's own;
     # RAY_BACKEND_LOG_LEVEL does the same for the driver's C++ core worker, unless the user set it.
