@@ -25,8 +25,8 @@ from decoder import Model
 from decoder.cli.main import main
 from tests.shared_data import MNIST
 
-ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'decoder[ray]'")
-pytest.importorskip("ray.data", reason="needs Ray Data: pip install 'decoder[ray]'")
+ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'caffe-decoder[ray]'")
+pytest.importorskip("ray.data", reason="needs Ray Data: pip install 'caffe-decoder[ray]'")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own, about its internals
 
 REPO = Path(__file__).resolve().parents[1]
