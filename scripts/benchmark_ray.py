@@ -111,10 +111,12 @@ def main() -> None:
         for _ in range(args.repeats):
             seconds, local = run_local(paths)
             times["local"].append(seconds)
+            print(f"  local: {seconds:.2f} s", file=sys.stderr, flush=True)
             reference = local if reference is None else reference
             for actors in (1, 2):
                 seconds, remote = run_ray(paths, actors)
                 times[f"ray, {actors} actor{'s' if actors > 1 else ''}"].append(seconds)
+                print(f"  ray, {actors} actor(s): {seconds:.2f} s", file=sys.stderr, flush=True)
                 assert np.array_equal(remote, reference), "Ray's probabilities differ from the local run's"
         per_image = driver_cost(paths)
         ray.shutdown()

@@ -51,22 +51,17 @@ def model_bytes_ref(model: str | os.PathLike[str] | Model) -> ray.ObjectRef:
 
 
 def paths_dataset(paths: Sequence[str | os.PathLike[str]], rows_per_block: int = 256) -> Dataset:
-    """A Dataset of ``path`` and ``position`` (input order) rows, in blocks of ``rows_per_block``.
+    """A Dataset of ``path`` and ``position`` (input order) rows, in blocks of about ``rows_per_block``.
 
-    Blocks of one batch each let every actor take work from the start; a single block of
-    a million rows would go to one actor.
+    Blocks of one batch each let every actor take work from the start (a single block of a
+    million rows would go to one actor). ``from_items`` builds the blocks and their
+    metadata on the driver; ``from_arrow`` would run one remote task per block for its
+    metadata before the job starts.
     """
-    import pyarrow as pa
-
-    names = [os.fsdecode(p) for p in paths]
-    if not names:
+    rows = [{"path": os.fsdecode(path), "position": position} for position, path in enumerate(paths)]
+    if not rows:
         raise ValueError("no paths to classify")
-    tables = [
-        pa.table({"path": names[start : start + rows_per_block], "position": range(start, start + len(chunk))})
-        for start in range(0, len(names), rows_per_block)
-        for chunk in [names[start : start + rows_per_block]]
-    ]
-    return ray.data.from_arrow(tables)
+    return ray.data.from_items(rows, override_num_blocks=-(-len(rows) // rows_per_block))
 
 
 def predict_dataset(
