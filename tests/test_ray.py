@@ -41,7 +41,10 @@ def local_ray() -> Iterator[None]:
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, runtime_env=runtime_env())
+    # log_to_driver=False, as `decode --ray` does: a Ray worker's own crash report (Ray restarts
+    # it) must not land among decode's stderr lines, which the CLI test compares with the local run's.
+    quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+    ray.init(num_cpus=2, runtime_env=runtime_env(), **quiet)
     yield
     ray.shutdown()
 
