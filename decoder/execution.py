@@ -25,8 +25,6 @@ by their input size: up to 64x64 pixels counts as small.
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,23 +159,27 @@ def _device_name(provider: str) -> str:
     return f"{short} ({provider})" if short else provider
 
 
-def available_devices() -> list[str]:
-    """``--device`` names (or provider names) of what the installed onnxruntime offers."""
-    import onnxruntime as ort
-
-    return [
-        next((n for n, p in DEVICES.items() if p == provider), provider) for provider in ort.get_available_providers()
-    ]
+_heap_tuned = False
 
 
-def input_values(spec_shape: tuple[int, int, int] | None) -> int | None:
-    """C*H*W of an image input, or None."""
-    return None if spec_shape is None else math.prod(spec_shape)
+def release_freed_memory() -> None:
+    """Make glibc hand large freed blocks back to the OS (a fixed 128 KiB mmap threshold).
 
-
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask, not the machine's total)."""
+    glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MB),
+    so the transient copies ONNX Runtime makes of a large net's weights while it optimizes
+    the graph (BatchNorm folding, NCHWc reordering) end up in the heap and stay counted in
+    the process's memory. Measured on ResNet-50 (98 MB of weights), 2 cores: peak RSS of
+    loading and running a batch 386 -> 270 MB, resident afterwards 366 -> 216 MB. Large nets
+    only (a few big allocations per batch); a no-op where there is no glibc.
+    """
+    global _heap_tuned
+    if _heap_tuned:
+        return
+    _heap_tuned = True
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass

@@ -179,6 +179,8 @@ class Model:
         plan = execution.plan_for(ModelCost.from_metadata(props), _spec_input_values(props))
         if threads is None and pipeline:
             threads = plan.pipeline_threads
+        if not plan.small:
+            execution.release_freed_memory()
         try:
             session = ort.InferenceSession(
                 str(p), execution.session_options(plan.optimization, threads), providers=chosen
