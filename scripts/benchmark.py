@@ -416,6 +416,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the ../shared data (MNIST)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-10x", action="store_true", help="skip decode's peak RSS on 10x the photos")
+    parser.add_argument("--convert-only", action="store_true", help="only the conversions' peak RSS (e.g. VGG-16's)")
     parser.add_argument("--explore", action="store_true", help="also measure the choices behind decoder.execution")
     parser.add_argument("--markdown", type=Path, help="also write the summary table to this file")
     args = parser.parse_args()
@@ -431,6 +432,8 @@ def main() -> None:
 
     machine = f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}, OpenCV {cv2.__version__}"
     print(f"machine: {machine}; {load()} at start")
+    sgemm = sgemm_rate()
+    print(f"numpy float32 sgemm: {sgemm / 1e9:.0f} GFLOP/s now (about 200 when the machine is quiet)")
     results = []
     with tempfile.TemporaryDirectory(prefix="decoder-bench-") as scratch:
         work = args.work or Path(scratch)
@@ -443,6 +446,8 @@ def main() -> None:
             result.parameters = files.parameters
             onnx_path = work / f"{name}.onnx"
             convert(files, onnx_path, result)
+            if args.convert_only:
+                continue
             compute(files, onnx_path, result, args.quick, repeats)
             digits = write_digits(args.shared, work / "digits") if files.input_shape[0] == 1 else None
             if digits is not None:
@@ -456,16 +461,16 @@ def main() -> None:
             if name == "lenet":
                 first = next(iter(sorted(images.iterdir())))
                 print(f"  cold start, decode one image: {cold_start(onnx_path, first, 5 if args.quick else 9):.3f} s")
-                rate = sgemm_rate()
-                print(
-                    f"  sgemm {rate / 1e9:.0f} GFLOP/s; LeNet at {result.run_best[1]:,.0f} img/s = "
-                    f"{2 * result.multiply_adds * result.run_best[1] / rate * 100:.0f}% of it"
-                )
             if args.explore:
                 print("  session options (compute only):")
                 explore(onnx_path, result.multiply_adds < 1e8, repeats)
             results.append(result)
-        table = markdown(results, f"{machine}, {load()} at the end")
+        for result in results:
+            flops = 2 * result.multiply_adds * result.run_best[1]
+            print(f"{result.name}: Model.run at {flops / 1e9:.1f} GFLOP/s = {100 * flops / sgemm:.0f}% of sgemm")
+        if args.convert_only:
+            return
+        table = markdown(results, f"{machine}, sgemm {sgemm / 1e9:.0f} GFLOP/s, {load()} at the end")
         print("\n" + table)
         if args.markdown:
             args.markdown.write_text(table, encoding="utf-8")
