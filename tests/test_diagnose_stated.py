@@ -68,7 +68,7 @@ def test_assumed_bgr_without_labels_is_not_held_against_the_user(rgb_model: RgbM
     assert "--channel-order RGB" in finding.fix
     assert report.repair is None
     assert report.to_dict()["stated"]["channel order"].startswith("BGR (assumed")
-    assert "measured against: channel order: BGR (assumed" in report.format()
+    assert "measured against: channel order: BGR (assumed);" in report.format()
 
 
 def test_a_repair_is_offered_only_when_it_measures_better(rgb_model: RgbModel) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,7 +145,8 @@ def with_provenance(source: Path, output: Path, provenance: dict[str, str]) -> P
 
     model = onnx.load(str(source))
     props = {p.key: p.value for p in model.metadata_props}
-    spec = PreprocessSpec.from_metadata(props).with_changes(provenance=provenance)
+    spec = PreprocessSpec.from_metadata(props)
+    spec = spec.with_changes(provenance={**spec.provenance, **provenance})
     props.update(spec.to_metadata())
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(output))
@@ -182,11 +184,10 @@ def build_rgb_model(folder: Path) -> RgbModel:
             mean=folder / "mean.binaryproto",
             labels=folder / "labels.txt",
         ) as sources:
-            convert(sources, outputs[name], overrides={"channel_order": order, "mean_kind": "image"})
-    stated = with_provenance(outputs["rgb"], folder / "stated.onnx", {"channel_order": "option --channel-order"})
-    assumed = with_provenance(
-        outputs["bgr"], folder / "assumed.onnx", {"channel_order": "assumed: Caffe's BGR (--channel-order RGB)"}
-    )
+            # BGR is not given: the conversion assumes it (Caffe's order) and records the guess.
+            convert(sources, outputs[name], overrides={"channel_order": "RGB"} if order == "RGB" else None)
+    stated, assumed = outputs["rgb"], outputs["bgr"]
+    assert "channel_order" in spec_of(assumed).assumed() and not spec_of(stated).assumed().get("channel_order")
     stated_bgr = with_provenance(outputs["bgr"], folder / "stated_bgr.onnx", {"channel_order": "train_val.prototxt"})
     return RgbModel(stated, assumed, stated_bgr, mean, test, test_labels)
 
@@ -201,3 +202,10 @@ def assert_no_repeated_text(report: object) -> None:
     messages = [finding.message for finding in report.findings]  # type: ignore[attr-defined]
     for index, message in enumerate(messages):
         assert not any(message in other for other_index, other in enumerate(messages) if other_index != index), message
+
+
+def spec_of(path: Path) -> Any:
+    """The spec a converted model carries."""
+    from decoder.runtime import Model
+
+    return Model.load(path).spec

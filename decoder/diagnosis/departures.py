@@ -25,6 +25,7 @@ from decoder.diagnosis.fixes import Repair
 from decoder.diagnosis.inputs import TOLERANCE, mean_departs, scale_departs, subtracted_mean
 from decoder.diagnosis.provenance import (
     SETTING_CODES,
+    SETTING_NAMES,
     is_assumed,
     percent,
     reconvert_hint,
@@ -184,8 +185,6 @@ def _suspect_finding(
         f"{percent(kept_predictions, expected)} of the {len(expected)} expected labels, the stated preprocessing "
         f"{percent(stated_predictions, expected)}"
     )
-    if assumed:
-        message += f" (the {', '.join(s.replace('_', ' ') for s in assumed)} was assumed at conversion, not stated)"
     options = " ".join(d.option for d in kept)
     fix = f"if the model was trained that way, rewrite its metadata: {reconvert_hint(spec, options, model)}"
     evidence = {"settings": [d.setting for d in kept], "options": options, "assumed": assumed}
@@ -200,9 +199,9 @@ def hedge_assumed(findings: list[Finding], spec: PreprocessSpec, deps: list[Depa
             continue
         codes = SETTING_CODES[departure.setting]
         addition = (
-            f"; but the metadata's {describe_setting(spec, departure.setting)} was assumed at conversion"
-            f"{source_phrase(spec, departure.setting)}: if the model was trained with {departure.fitted}, your blob is "
-            "right and the metadata wrong. Give the images and their expected labels (--expect) to measure which"
+            f"; that {SETTING_NAMES[departure.setting]} was only assumed at conversion, no file states it: if the "
+            f"model was trained with {departure.fitted}, your blob is right and the metadata wrong. Give the images "
+            "and their expected labels (--expect) to measure which"
         )
         fix = (
             f"either change your blob, or, if the model was trained with {departure.fitted}, rewrite its metadata: "

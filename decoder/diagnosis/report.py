@@ -117,7 +117,8 @@ class Report:
         """The report as a person reads it in a terminal."""
         lines = [f"model: {self.model}", f"inputs: {_describe_inputs(self.inputs)}"]
         if self.stated:
-            lines += _wrap("measured against: " + "; ".join(f"{k}: {v}" for k, v in self.stated.items()), indent=18)
+            short = {k: v.split(" (")[0] + (" (assumed)" if "(assumed" in v else "") for k, v in self.stated.items()}
+            lines += _wrap("measured against: " + "; ".join(f"{k}: {v}" for k, v in short.items()), indent=18)
         lines.append("")
         if not self.findings:
             lines.append("no findings")

@@ -265,8 +265,6 @@ def _metadata_finding(best: VariantResult, spec: PreprocessSpec, winning: str, m
     assumed = [setting for setting in best.settings if is_assumed(spec, setting)]
     stated = "; ".join(f"{describe_setting(spec, setting)}{source_phrase(spec, setting)}" for setting in best.settings)
     message = f"the model's metadata may be wrong: it says {stated}, but {winning}"
-    if assumed:
-        message += f" (the {', '.join(s.replace('_', ' ') for s in assumed)} was assumed at conversion, not stated)"
     options = " ".join(best.settings.values())
     fix = f"if the model was trained that way, rewrite its metadata: {reconvert_hint(spec, options, model)}"
     evidence = {"variant": best.name, "settings": dict(best.settings), "assumed": assumed}
