@@ -18,7 +18,7 @@ An .onnx with no Caffe layer map (made by another tool, then given metadata with
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -295,31 +295,43 @@ def _load(path: Path) -> onnx.ModelProto:
         raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", path) from None
 
 
+def _table_only(prototxt: Path, caffemodel: Path | None, source: str, why: str) -> Inspection:
+    """The layer table of a Caffe net converted in memory, without preprocessing (``why`` says so)."""
+    from decoder.caffe_io import load_net
+    from decoder.conversion import graph_metadata, score_output_of
+    from decoder.converter import convert_net
+
+    net = load_net(prototxt, caffemodel)
+    graph = convert_net(net, placeholder_weights=caffemodel is None)  # placeholders have the right shapes
+    onnx.helper.set_model_props(graph.model, graph_metadata(graph, net, score_output_of(graph.outputs)))
+    return replace(inspect_model(graph.model, source), no_preprocessing=why)
+
+
 def inspect_path(path: str, weights: str | None = None) -> Inspection:
-    """Inspect a .onnx, or anything `decode convert` accepts (converted to a temporary file first)."""
+    """Inspect a .onnx, or anything `decode convert` accepts (converted to a temporary file first).
+
+    When conversion refuses the files for a preprocessing reason (a mean file named but
+    missing, say), the layer table is still shown and the preprocessing line gives the reason.
+    """
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         return inspect_model(_load(p), str(p))
     from decoder.sources import open_sources
 
     if p.suffix.lower() == ".prototxt" and weights is None:
-        from decoder.caffe_io import load_net
-        from decoder.conversion import graph_metadata, score_output_of
-        from decoder.converter import convert_net
-
-        net = load_net(p, None)  # no weights: the table only (placeholder weights, no preprocessing)
-        graph = convert_net(net, placeholder_weights=True)
-        onnx.helper.set_model_props(graph.model, graph_metadata(graph, net, score_output_of(graph.outputs)))
-        return inspect_model(graph.model, str(p))
+        return _table_only(p, None, str(p), "none: a bare prototxt (give --weights to convert it as a whole)")
     from decoder.conversion import convert
 
     sources_args = {"prototxt": p, "weights": weights} if p.suffix.lower() == ".prototxt" else {"weights": weights}
     with tempfile.TemporaryDirectory(prefix="decoder-inspect-") as folder:
         output = Path(folder) / "model.onnx"
         with open_sources(None if "prototxt" in sources_args else p, **sources_args) as sources:
-            convert(sources, output)
-        inspection = inspect_model(_load(output), str(p))
-    return inspection
+            try:
+                convert(sources, output)
+            except DecoderError as exc:
+                # The net may still convert on its own; if not, its own error is the one to show.
+                return _table_only(sources.prototxt, sources.caffemodel, str(p), f"not worked out: {exc.message}")
+        return inspect_model(_load(output), str(p))
 
 
 # --------------------------------------------------------------------------- text

@@ -181,3 +181,22 @@ def test_digits_archive_is_inspected_as_convert_writes_it() -> None:
     assert values["mean"].startswith("mean image 1x28x28 from mean.binaryproto")
     assert values["labels"] == "10: 0, 1, 2, 3, 4, ..."
     assert len(result.rows) == 9 and result.total_parameters == 431_080
+
+
+def test_caffe_folder_whose_preprocessing_is_refused_still_gets_its_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = NetBuilder("refused", seed=3)
+    x = net.input("data", (1, 3, 8, 8))
+    net.layer("InnerProduct", x, name="ip", inner_product_param={"num_output": 3}, blobs=[(3, 192), (3,)])
+    net.write(tmp_path, "deploy")
+    (tmp_path / "train_val.prototxt").write_text(
+        'layer { name: "data" type: "Data" top: "data" top: "label" '
+        'transform_param { mean_file: "mean.binaryproto" } data_param { source: "db" batch_size: 4 } }\n'
+    )  # names a mean file the folder does not hold: `decode convert` refuses
+    assert main(["convert", str(tmp_path), "-o", str(tmp_path / "m.onnx")]) == 2
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("preprocessing: not worked out: ") and "mean" in lines[1]
+    assert lines[-1].startswith("input data Nx3x8x8; 1 layers, 579 parameters")
