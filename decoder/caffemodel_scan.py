@@ -57,10 +57,6 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
         raise _Unsupported from None
 
 
-def _signed(value: int) -> int:
-    return signed(value)
-
-
 def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     try:
         yield from fields(data, start, end)
@@ -119,7 +115,7 @@ def _blob(data: bytes, start: int, end: int) -> ScannedBlob:
         elif number in _LEGACY_DIMS:
             if wire != _VARINT:
                 raise _Unsupported
-            blob.legacy[_LEGACY_DIMS[number]] = _signed(_varint(data, begin, after)[0])
+            blob.legacy[_LEGACY_DIMS[number]] = signed(_varint(data, begin, after)[0])
     return blob
 
 
@@ -129,12 +125,12 @@ def _shape_dims(data: bytes, start: int, end: int) -> tuple[int, ...]:
         if number != _SHAPE_DIM:
             continue
         if wire == _VARINT:
-            dims.append(_signed(_varint(data, begin, after)[0]))
+            dims.append(signed(_varint(data, begin, after)[0]))
         elif wire == _LENGTH:  # packed
             pos = begin
             while pos < after:
                 value, pos = _varint(data, pos, after)
-                dims.append(_signed(value))
+                dims.append(signed(value))
         else:
             raise _Unsupported
     return tuple(dims)

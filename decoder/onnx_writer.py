@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 
 from decoder.errors import DecoderError
+from decoder.wire import length_prefix
 
 ENV_LIMIT = "DECODER_EXTERNAL_DATA_BYTES"
 #: Offsets of tensors in the external data file are multiples of this (a page).
@@ -48,21 +49,6 @@ def external_data_limit() -> int:
         except ValueError:
             raise DecoderError(f"{ENV_LIMIT} must be a number of bytes, not {value!r}") from None
     return int(onnx.checker.MAXIMUM_PROTOBUF) - 1
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if not value:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
-def _length_prefix(field_number: int, length: int) -> bytes:
-    return _varint(field_number << 3 | 2) + _varint(length)
 
 
 def _little_endian(array: np.ndarray) -> np.ndarray:
@@ -169,7 +155,7 @@ def _write_model(
         array = weights.get(tensor.name)
         if array is None:
             body = tensor.SerializeToString()
-            pieces.append((_length_prefix(_INITIALIZER_FIELD, len(body)) + body, None))
+            pieces.append((length_prefix(_INITIALIZER_FIELD, len(body)) + body, None))
             continue
         data = _little_endian(array)
         if tuple(tensor.dims) != data.shape:
@@ -177,8 +163,8 @@ def _write_model(
                 f"internal error: initializer {tensor.name!r} has dims {list(tensor.dims)}, data {data.shape}"
             )
         if data_handle is None:
-            header = tensor.SerializeToString() + _length_prefix(_RAW_DATA_FIELD, data.nbytes)
-            pieces.append((_length_prefix(_INITIALIZER_FIELD, len(header) + data.nbytes) + header, data))
+            header = tensor.SerializeToString() + length_prefix(_RAW_DATA_FIELD, data.nbytes)
+            pieces.append((length_prefix(_INITIALIZER_FIELD, len(header) + data.nbytes) + header, data))
             continue
         offset = -(-offset // ALIGNMENT) * ALIGNMENT
         data_handle.seek(offset)
@@ -188,10 +174,10 @@ def _write_model(
         tensor.data_location = onnx.TensorProto.EXTERNAL
         offset += data.nbytes
         body = tensor.SerializeToString()
-        pieces.append((_length_prefix(_INITIALIZER_FIELD, len(body)) + body, None))
+        pieces.append((length_prefix(_INITIALIZER_FIELD, len(body)) + body, None))
     graph_size = len(graph_bytes) + sum(len(header) + (0 if data is None else data.nbytes) for header, data in pieces)
     handle.write(head.SerializeToString())
-    handle.write(_length_prefix(_GRAPH_FIELD, graph_size))
+    handle.write(length_prefix(_GRAPH_FIELD, graph_size))
     handle.write(graph_bytes)
     for header, data in pieces:
         handle.write(header)

@@ -1,9 +1,10 @@
 """The protobuf wire format, read by hand where a full parse would copy too much.
 
-Two readers use it: :mod:`decoder.caffemodel_scan` (a caffemodel's floats as numpy views
-of the file) and :func:`onnx_metadata` (a .onnx's ``metadata_props`` without parsing, or
-even reading, its graph: the runtime picks its session options from them before ONNX
-Runtime opens the file, and without importing ``onnx``).
+Readers: :mod:`decoder.caffemodel_scan` (a caffemodel's floats as numpy views of the file)
+and :func:`onnx_metadata` (a .onnx's ``metadata_props`` without parsing, or even reading,
+its graph: the runtime picks its session options from them before ONNX Runtime opens the
+file, and without importing ``onnx``). Writers (:mod:`decoder.onnx_writer`,
+``scripts/caffe_writer.py``) use :func:`length_prefix` to stream big fields from numpy.
 Encoding: https://protobuf.dev/programming-guides/encoding/
 """
 
@@ -35,6 +36,23 @@ def varint(data: bytes | mmap.mmap, pos: int, end: int) -> tuple[int, int]:
         if byte < 0x80:
             return result, pos
         shift += 7
+
+
+def encode_varint(value: int) -> bytes:
+    """``value`` (non-negative) as a varint."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def length_prefix(field_number: int, length: int) -> bytes:
+    """The key and length of a length-delimited field: its value's bytes follow (written separately)."""
+    return encode_varint(field_number << 3 | LENGTH) + encode_varint(length)
 
 
 def signed(value: int) -> int:

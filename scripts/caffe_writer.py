@@ -20,6 +20,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from decoder.caffe_proto import caffe_pb2
+from decoder.wire import length_prefix
 
 INPUT_SCALE = 0.0125  # DIGITS LeNet: 1/80, applied by the deploy Power layer and by transform_param
 LENET_SHAPE = (1, 28, 28)  # C, H, W of the DIGITS MNIST dataset
@@ -201,23 +202,6 @@ def write_binary(message: caffe_pb2.NetParameter | caffe_pb2.BlobProto, path: Pa
     path.write_bytes(message.SerializeToString())
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(field_number: int, length: int) -> bytes:
-    """The tag and length prefix of a length-delimited (wire type 2) protobuf field."""
-    return _varint(field_number << 3 | 2) + _varint(length)
-
-
 _NET_LAYER_FIELD = caffe_pb2.NetParameter.DESCRIPTOR.fields_by_name["layer"].number  # 100
 _LAYER_BLOBS_FIELD = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name["blobs"].number  # 7
 _BLOB_DATA_FIELD = caffe_pb2.BlobProto.DESCRIPTOR.fields_by_name["data"].number  # 5, packed float
@@ -247,14 +231,13 @@ def write_caffemodel(
                 data = np.ascontiguousarray(array, dtype="<f4")
                 shape = caffe_pb2.BlobProto()
                 shape.shape.dim.extend(int(d) for d in data.shape)
-                prefix = shape.SerializeToString() + _length_delimited(_BLOB_DATA_FIELD, data.nbytes)
+                prefix = shape.SerializeToString() + length_prefix(_BLOB_DATA_FIELD, data.nbytes)
                 blobs.append((prefix, data))
             blob_fields = [
-                (_length_delimited(_LAYER_BLOBS_FIELD, len(prefix) + data.nbytes) + prefix, data)
-                for prefix, data in blobs
+                (length_prefix(_LAYER_BLOBS_FIELD, len(prefix) + data.nbytes) + prefix, data) for prefix, data in blobs
             ]
             size = len(head_bytes) + sum(len(header) + data.nbytes for header, data in blob_fields)
-            handle.write(_length_delimited(_NET_LAYER_FIELD, size) + head_bytes)
+            handle.write(length_prefix(_NET_LAYER_FIELD, size) + head_bytes)
             for header, data in blob_fields:
                 handle.write(header)
                 handle.write(memoryview(data).cast("B"))

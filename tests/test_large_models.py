@@ -192,3 +192,28 @@ def test_a_failed_write_leaves_neither_file(tmp_path: Path, monkeypatch: pytest.
         with open_sources(files.folder) as sources:
             convert(sources, out / "m.onnx")
     assert list(out.iterdir()) == []
+
+
+def test_streamed_caffemodel_parses_to_the_protobuf_message(tmp_path: Path) -> None:
+    """scripts/caffe_writer.write_caffemodel: the same NetParameter as protobuf's own serialization."""
+    rng = np.random.default_rng(0)
+    layer = caffe_pb2.LayerParameter(name="conv", type="Convolution", bottom=["data"], top=["conv"])
+    layer.convolution_param.num_output = 4
+    arrays = [rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)]
+    write_caffemodel(tmp_path / "s.caffemodel", [(layer, arrays)], name="net")
+    expected = caffe_pb2.NetParameter(name="net")
+    copy = expected.layer.add()
+    copy.CopyFrom(layer)
+    for array in arrays:
+        blob = copy.blobs.add()
+        blob.shape.dim.extend(array.shape)
+        blob.data.extend(array.ravel().tolist())
+    assert caffe_pb2.NetParameter.FromString((tmp_path / "s.caffemodel").read_bytes()) == expected
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**31 - 1, 2**35 + 7, 2**63 - 1])
+def test_varints_round_trip(value: int) -> None:
+    from decoder.wire import encode_varint, varint
+
+    encoded = encode_varint(value)
+    assert varint(encoded, 0, len(encoded)) == (value, len(encoded))
