@@ -9,6 +9,7 @@ image, and a batch that Caffe (and OpenCV) would merge kept per image.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def test_a_net_ending_in_argmax_is_labelled_from_argmax_input(
     status, out, _ = run(capsys, *argv, "--scale", SCALE, "-o", output)
     assert status == 0, out  # 6 labels for 6 classes: no longer refused as "5 classes"
     scores_blob = "ip" if on_logits else "prob"
-    assert f"scores from '{scores_blob}', the input of ArgMax layer 'argmax'" in out
+    assert re.search(rf"scores from: +'{scores_blob}' +\[the input of ArgMax layer 'argmax' \(ArgMax outputs", out)
 
     images = write_images(tmp_path / "images", 3)
     status, out, _ = run(capsys, *images, "--model", output, "--json", "--top-k", "6")
@@ -317,3 +318,35 @@ def test_a_softmax_over_a_declared_batch_of_2_runs_two_images_per_call(tmp_path:
     assert graph.batch_couplings == ["layer 'prob' (Softmax) normalises over the batch axis (axis 0)"]
     ours = assert_matches_opencv(files, tmp_path, inputs=[net.random_inputs(3, seed=1), net.random_inputs(4, seed=2)])
     assert ours["prob"].shape == (4, 3)
+
+
+def test_a_v1_prediction_prototxt_ending_in_argmax_gives_the_right_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's old "prediction" prototxt: V1, IMAGE_DATA input, Accuracy and loss, ArgMax at the
+    end. Labels come from the Softmax ArgMax reads (OpenCV, fed the same stated preprocessing)."""
+    from tests.test_any_caffe_model import CLASSES, SIZE, V1_PREDICTION, classifier, image, write_mean
+
+    deploy = classifier(seed=9).write(tmp_path / "reference", "deploy")  # OpenCV's net: same weights, no ArgMax
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    argmax = 'layers { name: "argmax" type: ARGMAX bottom: "prob" top: "argmax" argmax_param { top_k: 3 } }\n'
+    (folder / "prediction.prototxt").write_text(V1_PREDICTION.format(size=SIZE, classes=CLASSES) + argmax)
+    (folder / "weights.caffemodel").write_bytes(deploy.caffemodel.read_bytes())
+    mean = np.random.default_rng(3).uniform(90, 140, (3, SIZE, SIZE)).astype(np.float32)
+    write_mean(folder / "mean.binaryproto", mean)
+    (folder / "labels.txt").write_text("".join(f"kind {i}\n" for i in range(CLASSES)))
+    output = tmp_path / "v1.onnx"
+    status, out, err = run(capsys, "convert", folder, "-o", output)
+    assert status == 0, err
+    assert re.search(r"scores from: +'prob' +\[the input of ArgMax layer 'argmax' \(ArgMax outputs", out)
+    pictures = [tmp_path / f"{name}.png" for name in "pqr"]
+    pixels = [image(path, 30 + i) for i, path in enumerate(pictures)]
+    blob = np.stack([(p[:, :, ::-1].transpose(2, 0, 1) - mean) * 0.5 for p in pixels])  # BGR, float mean, scale
+    reference = run_opencv(deploy, {"data": blob.astype(np.float32)}, ["prob"])["prob"]
+    status, out, _ = run(capsys, *pictures, "--model", output, "--json", "--top-k", str(CLASSES))
+    assert status == 0
+    for line, expected in zip(out.splitlines(), reference, strict=True):
+        row = json.loads(line)
+        assert row["label"] == f"kind {int(np.argmax(expected))}"
+        assert_close(np.array([e["probability"] for e in row["top_k"]]), np.sort(expected)[::-1], "top-k", rtol=RTOL)

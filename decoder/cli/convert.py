@@ -115,7 +115,7 @@ def _head_lines(report: ConversionReport) -> list[str]:
             f"not a classifier: {report.kind_reason}; `decode IMAGE` refuses it, "
             "`decode run IMAGES -o outputs.npz` gives every output per image"
         )
-    elif report.score_note:
+    elif report.score_note and report.spec is None:  # with a spec, the settings lines name the score blob's source
         lines.append(report.score_note)
     if report.fixed_batch is not None:
         lines.append(
