@@ -114,6 +114,8 @@ def choose_score_output(graph: ConvertedGraph, requested: str | None = None) -> 
         graph.outputs.append(blob)
     producer_type = graph.layer_types.get(producer.get(blob, ""), "")
     kind, reason = head_kind(per_image_shape(graph.shapes[blob], graph.fixed_batch), producer_type)
+    if kind != CLASSIFIER and requested is None:  # no label is ever read from it: nothing was guessed
+        provenance = "no score blob is read: not a classifier (`decode run` gives every output)"
     return ScoreChoice(blob, producer_type == "Softmax", kind, reason, note, provenance)
 
 
