@@ -44,7 +44,7 @@ def local_ray() -> Iterator[None]:
     # log_to_driver=False, as `decode --ray` does: a Ray worker's own crash report (Ray restarts
     # it) must not land among decode's stderr lines, which the CLI test compares with the local run's.
     quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
-    ray.init(num_cpus=2, runtime_env=runtime_env(), **quiet)
+    ray.init(address="local", num_cpus=2, runtime_env=runtime_env(), **quiet)  # never a running cluster
     yield
     ray.shutdown()
 
@@ -103,20 +103,28 @@ def _summary_lines(err: str) -> list[str]:
 
 
 def test_decode_ray_writes_the_local_rows_and_summary(
-    local_ray: None, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    local_ray: None,
+    images: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`decode IMAGES -m M --ray -o x.csv`: the same file, byte for byte, and the same stderr but the timing."""
-    assert main([str(images), "--model", str(LENET), "-o", str(tmp_path / "local.csv")]) == 2
+    """`decode IMAGES -m M --ray -o x.csv`: the same file, byte for byte, and the same stderr but the timing.
+
+    The images are named relative to the driver's working directory, which the actors do not share.
+    """
+    monkeypatch.chdir(images.parent)
+    assert main(["images", "--model", str(LENET), "-o", str(tmp_path / "local.csv")]) == 2
     local_err = capsys.readouterr().err
     # --workers 2: the actors; --batch-size 64: 18 blocks, so both actors work and order must be restored
-    argv = [str(images), "--model", str(LENET), "--ray", "--workers", "2", "--batch-size", "64"]
+    argv = ["images", "--model", str(LENET), "--ray", "--workers", "2", "--batch-size", "64"]
     assert main([*argv, "-o", str(tmp_path / "ray.csv")]) == 2
     ray_err = capsys.readouterr().err
     assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
     assert _summary_lines(ray_err.replace("ray.csv", "local.csv")) == _summary_lines(local_err)
     assert "accuracy:" in ray_err and "confusion matrix" in ray_err
     for name in BROKEN:
-        assert f"decode: error: {images / name}: " in ray_err  # listed, not fatal
+        assert f"decode: error: {Path('images') / name}: " in ray_err  # listed, not fatal
     with open(tmp_path / "ray.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == DIGITS + 5 and not any(r["image"].endswith(tuple(BROKEN)) for r in rows)

@@ -51,14 +51,19 @@ def model_bytes_ref(model: str | os.PathLike[str] | Model) -> ray.ObjectRef:
 
 
 def paths_dataset(paths: Sequence[str | os.PathLike[str]], rows_per_block: int = 256) -> Dataset:
-    """A Dataset of ``path`` and ``position`` (input order) rows, in blocks of about ``rows_per_block``.
+    """A Dataset of ``path``, ``file`` (absolute) and ``position`` (input order) rows, in blocks of ~``rows_per_block``.
 
     Blocks of one batch each let every actor take work from the start (a single block of a
     million rows would go to one actor). ``from_items`` builds the blocks and their
     metadata on the driver; ``from_arrow`` would run one remote task per block for its
     metadata before the job starts.
     """
-    rows = [{"path": os.fsdecode(path), "position": position} for position, path in enumerate(paths)]
+    # Actors run in another working directory (on another machine): a relative path is made
+    # absolute here, as the driver sees it, and read from that "file"; results keep "path" as given.
+    rows = [
+        {"path": os.fsdecode(path), "file": os.path.abspath(path), "position": position}
+        for position, path in enumerate(paths)
+    ]
     if not rows:
         raise ValueError("no paths to classify")
     return ray.data.from_items(rows, override_num_blocks=-(-len(rows) // rows_per_block))

@@ -44,7 +44,9 @@ class ImagePredictor:
     ``providers`` a ``--device`` name (default: ONNX Runtime's CPU provider).
 
     Input rows need a ``path`` column; with a ``bytes`` column (``ray.data.read_binary_files(...,
-    include_paths=True)``) the images are decoded from the bytes, else read from the paths.
+    include_paths=True)``) the images are decoded from the bytes, else read from the paths,
+    or from a ``file`` column when there is one (the path made absolute on the driver, while
+    results and messages keep the name as given).
     """
 
     def __init__(
@@ -81,17 +83,16 @@ class ImagePredictor:
                     rows.append(row)
                 except DecoderError as exc:
                     errors[row] = str(exc)
-        else:
-            items, rows = list(paths), list(range(len(paths)))
+        else:  # read from "file" (the absolute path, see paths_dataset) when given, else from "path"
+            items, rows = [str(f) for f in batch.get("file", paths)], list(range(len(paths)))
         scores: dict[int, np.ndarray] = {}
         for result in self.model.predict_batches(items, top_k=1, batch_size=max(1, len(items)), workers=0):
             for position, probabilities in zip(result.positions, result.probabilities, strict=True):
                 scores[rows[position]] = probabilities
             for failure in result.failures:
                 row = rows[failure.position]
-                # a decoded item is named "<array N>" by the pipeline: name its file instead
-                error = failure.error if "bytes" not in batch else DecoderError(failure.error.message, paths[row])
-                errors[row] = str(error)
+                # named as the input named it: not "<array N>" (bytes), not the absolute "file"
+                errors[row] = str(DecoderError(failure.error.message, paths[row]))
         return self._columns(batch, paths, scores, errors)
 
     def _columns(
@@ -108,7 +109,7 @@ class ImagePredictor:
             index[good] = np.argsort(-probabilities[good], axis=1, kind="stable")[:, 0]
         label = np.array([_label(self.labels, i) if i >= 0 else "" for i in index.tolist()], dtype=object)
         best = np.where(index >= 0, probabilities[np.arange(len(paths)), np.maximum(index, 0)], np.nan)
-        columns = {k: v for k, v in batch.items() if k not in ("bytes", *RESULT_COLUMNS)}  # carried through
+        columns = {k: v for k, v in batch.items() if k not in ("bytes", "file", *RESULT_COLUMNS)}  # carried
         columns.update(
             path=np.array(paths, dtype=object),
             label=label,
