@@ -108,7 +108,7 @@ def require_matplotlib() -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise DecoderError(
             "--confusion draws with matplotlib, which is not installed; "
-            "install the optional extra: pip install 'decoder[viz]' (or pip install matplotlib)"
+            "install the optional extra: pip install 'caffe-decoder[viz]' (or pip install matplotlib)"
         )
 
 

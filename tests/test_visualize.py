@@ -26,7 +26,7 @@ from decoder.errors import DecoderError
 from decoder.intermediates import LayerRunner
 from decoder.runtime import Model
 
-pytest.importorskip("matplotlib", reason="the pictures need the optional extra decoder[viz]")
+pytest.importorskip("matplotlib", reason="the pictures need the optional extra caffe-decoder[viz]")
 
 from decoder.visualization import Visualizer, blob_statistics, write_report
 from decoder.visualization.figures import GAP_COLOUR

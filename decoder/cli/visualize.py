@@ -28,7 +28,7 @@ def visualize(images: tuple[str, ...], model_path: str, output: str, draw_all: b
     By default the input, the first 2 convolutions' filters and 16 evenly spaced layers'
     activations (first 16 channels) are drawn; every layer's statistics are in the page.
     Statistics cover every IMAGE: units that stay zero are called dead only over 8 or more.
-    Needs matplotlib: pip install 'decoder[viz]'.
+    Needs matplotlib: pip install 'caffe-decoder[viz]'.
     """
     from decoder.visualization import write_report
 

@@ -1,7 +1,7 @@
 """See what a network learned: filters, activations and per-layer statistics.
 
 The numbers need only numpy, onnx and ONNX Runtime; the pictures need matplotlib
-(``pip install 'decoder[viz]'``)::
+(``pip install 'caffe-decoder[viz]'``)::
 
     from decoder.visualization import Visualizer, write_report
 

@@ -100,7 +100,7 @@ def require_matplotlib() -> Any:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401  (the Agg backend exists)
     except ImportError:
         raise DecoderError(
-            "pictures need matplotlib, the optional extra `viz`: pip install 'decoder[viz]' "
+            "pictures need matplotlib, the optional extra `viz`: pip install 'caffe-decoder[viz]' "
             "(the statistics alone are available without it: decoder.visualization.Visualizer)"
         ) from None
     return matplotlib
