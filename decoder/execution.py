@@ -1,18 +1,21 @@
 """How to run a given model on this machine: ONNX Runtime options, execution provider, batches, threads.
 
 One rule set for every model would be wrong by 2x somewhere (FACTS.md section 9): the
-settings tuned on LeNet (``ORT_ENABLE_EXTENDED``, one intra-op thread per call, two workers
-each taking a batch from file to scores) halve ResNet-50's rate, whose convolutions want
-``ORT_ENABLE_ALL`` (the NCHWc layout) and every core in one call. The choice is made from
-what one image costs the model (``decoder.cost`` metadata, written at conversion):
+settings once tuned on LeNet (``ORT_ENABLE_EXTENDED``, one intra-op thread per call) halve
+ResNet-50's rate, whose convolutions want ONNX Runtime's default ``ORT_ENABLE_ALL`` (the
+NCHWc layout) and every core in one call. Every model now gets ``ORT_ENABLE_ALL``: measured
+in CPU-seconds per image at batch 64 (scripts/benchmark.py --explore, a loaded 2-core
+machine), it also beats ``EXTENDED`` on CIFAR-10 quick (1.75-2x) and matches or beats it on
+LeNet (1.0-1.1x), so ``Model.run`` uses exactly ONNX Runtime's default options. What differs
+by model is the pipeline, chosen from what one image costs (``decoder.cost`` metadata,
+written at conversion):
 
 - **small** nets (under :data:`SMALL_MULTIPLY_ADDS` per image, LeNet and CIFAR-10 class):
   decoding an image costs about as much as the network, so both pipeline workers decode AND
-  infer, one intra-op thread each; ``ORT_ENABLE_EXTENDED``, whose plain NCHW kernels beat
-  NCHWc's 16-channel blocks on 20-50 channel layers (measured in scripts/benchmark.py).
+  infer, one intra-op thread each (no thread pool spinning on the core that decodes).
 - **large** nets: the network is 85-95% of the time; one inference runs at a time with
-  every core (``ORT_ENABLE_ALL``) in the calling thread, while a worker thread decodes the
-  next batches (Pillow releases the GIL).
+  every core in the calling thread, while a worker thread decodes the next batches (Pillow
+  releases the GIL).
 
 Memory: a batch's activations, not its input, dominate a large net's memory (ResNet-50:
 9 MB per image inside against 0.6 MB of input), so the batch size is the largest power of
@@ -64,7 +67,6 @@ class RunPlan:
     """The settings chosen for one model (see the module docstring for why)."""
 
     small: bool
-    optimization: str  # "extended" or "all"
     workers: int  # pipeline worker threads
     infer_in_workers: bool  # small nets: each worker infers its batch; large: the caller's thread does
     pipeline_threads: int | None  # intra-op threads for a session driven by the pipeline (None: every core)
@@ -82,7 +84,6 @@ def plan_for(cost: ModelCost | None, input_values: int | None) -> RunPlan:
     workers = SMALL_WORKERS if small else LARGE_WORKERS
     return RunPlan(
         small=small,
-        optimization="extended" if small else "all",
         workers=workers,
         infer_in_workers=small,
         pipeline_threads=1 if small else None,
@@ -105,21 +106,12 @@ def batch_size_for(cost: ModelCost | None, input_bytes: int, workers: int) -> in
     return size
 
 
-def session_options(optimization: str, threads: int | None) -> Any:
-    """ONNX Runtime options: the graph optimization level and intra-op threads (None: one per core).
-
-    Small nets with one thread per call also stop the pool from spinning: with no pool there
-    is no spin-waiting to steal the core from the thread decoding the next batch (LeNet end to
-    end in-process: 0.59 vs 0.74 s, 1.08 vs 1.44 CPU-seconds, scripts/benchmark.py --explore).
-    """
+def session_options(threads: int | None) -> Any:
+    """ONNX Runtime's default options (``ORT_ENABLE_ALL``), quiet, ``threads`` intra-op threads (None: one per core)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    levels = {
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    options.graph_optimization_level = levels[optimization]
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3

@@ -164,7 +164,6 @@ class Model:
         one for small nets, whose two workers run concurrent calls, every core for large ones).
         ``providers``: a ``--device`` name (``cpu``, ``cuda``, ``tensorrt``...) or ONNX Runtime
         provider names; one this onnxruntime lacks is a DecoderError listing those it has.
-        The graph optimization level follows the model's cost (see :mod:`decoder.execution`).
         """
         import onnxruntime as ort
 
@@ -182,9 +181,7 @@ class Model:
         if not plan.small:
             execution.release_freed_memory()
         try:
-            session = ort.InferenceSession(
-                str(p), execution.session_options(plan.optimization, threads), providers=chosen
-            )
+            session = ort.InferenceSession(str(p), execution.session_options(threads), providers=chosen)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", p) from None
         if chosen[0] not in session.get_providers():  # ONNX Runtime falls back to the CPU silently

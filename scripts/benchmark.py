@@ -18,7 +18,7 @@ trained values), written by our own Caffe writer. For each model:
 4. LeNet only: cold start of ``decode one.png``; the machine's sgemm rate.
 
 ``--explore`` adds the measurements behind :mod:`decoder.execution`'s choices: ONNX Runtime
-optimization level x threads per model, and the pipeline's shape on photos.
+optimization level x threads per model (in CPU-seconds per image).
 
 The machine may be shared: comparisons interleave their sides and report medians; the load
 average is printed beside the figures. VGG-16 is slow on 2 cores: choose the ladder with
@@ -353,31 +353,43 @@ def sgemm_rate() -> float:
 
 
 def explore(onnx_path: Path, small: bool, repeats: int) -> None:
-    """Optimization level x intra-op threads (x spinning) on this model, at the plan's batch size."""
+    """Optimization level x intra-op threads on this model at the plan's batch size, in CPU-seconds per image.
+
+    CPU time, not wall time: on a shared machine it barely depends on the load (behind
+    decoder.execution's choice of ORT_ENABLE_ALL for every model).
+    """
     import onnxruntime as ort
 
-    from decoder.execution import session_options
     from decoder.runtime import Model
 
     batch = Model.load(onnx_path).plan.batch_size
+    level = ort.GraphOptimizationLevel
+    levels = {"extended": level.ORT_ENABLE_EXTENDED, "all": level.ORT_ENABLE_ALL}
     sessions = {}
-    for level in ("extended", "all"):
+    for level_name, chosen in levels.items():
         for threads in (1, None):
-            options = session_options(level, threads)
-            sessions[f"{level:8s} threads={threads or 'all'}"] = ort.InferenceSession(
+            options = ort.SessionOptions()
+            options.graph_optimization_level = chosen
+            options.log_severity_level = 3
+            if threads:
+                options.intra_op_num_threads = threads
+            sessions[f"{level_name:8s} threads={threads or 'all'}"] = ort.InferenceSession(
                 str(onnx_path), options, providers=["CPUExecutionProvider"]
             )
     first = next(iter(sessions.values())).get_inputs()[0]
     blob = np.random.default_rng(0).uniform(-100, 100, (batch, *first.shape[1:])).astype(np.float32)
     count = batch * (max(1, 2048 // batch) if small else 2)
-    runs = {
-        name: (lambda s=session: [s.run(None, {first.name: blob}) for _ in range(count // batch)])
-        for name, session in sessions.items()
-    }
-    for session_run in runs.values():
-        session_run()
-    for name, seconds in interleaved(runs, repeats).items():
-        print(f"    batch {batch:3d} {name}: {count / seconds:9,.1f} img/s")
+    cpu: dict[str, list[float]] = {name: [] for name in sessions}
+    for session in sessions.values():
+        session.run(None, {first.name: blob})
+    for _ in range(repeats):
+        for name, session in sessions.items():
+            start = time.process_time()
+            for _ in range(count // batch):
+                session.run(None, {first.name: blob})
+            cpu[name].append(time.process_time() - start)
+    for name, values in cpu.items():
+        print(f"    batch {batch:3d} {name}: {count / statistics.median(values):9,.1f} img per CPU-second")
 
 
 # --------------------------------------------------------------------------- report

@@ -72,7 +72,7 @@ def test_small_and_large_nets_get_their_own_session_and_pipeline(tmp_path: Path)
     small = Model.load(write_tiny_model(tmp_path / "s").path, pipeline=True)
     large = Model.load(with_cost(write_tiny_model(tmp_path / "l").path, RESNET50_LIKE), pipeline=True)
     small_options, large_options = small.session.get_session_options(), large.session.get_session_options()
-    assert small_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    assert small_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # ORT's default
     assert small_options.intra_op_num_threads == 1  # two workers run concurrent one-thread calls
     assert large_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert large_options.intra_op_num_threads == 0  # ONNX Runtime's default: one per core
