@@ -113,12 +113,15 @@ def test_trained_looking_weights_are_not_untrained(tmp_path: Path) -> None:
 
 def test_filler_detector() -> None:
     rng = np.random.default_rng(0)
-    assert filler_like(rng.uniform(-0.1, 0.1, (20, 20, 5, 5))).startswith("xavier")
+    assert filler_like(rng.uniform(-0.1, 0.1, (20, 20, 5, 5))) == "xavier (uniform)"
+    assert filler_like(rng.uniform(-0.3, 0.3, (8, 1, 5, 5))) == "xavier (uniform)"  # 200 weights
     assert filler_like(rng.normal(0, 0.01, (500, 800))) == "gaussian std 0.01"
     assert filler_like(rng.normal(0, np.sqrt(2 / 300), (500, 300))).startswith("msra")
     assert filler_like(rng.standard_t(3, (500, 800)) * 0.03) == ""  # heavy tails: trained
     y, x = np.mgrid[-2:3, -2:3]
-    smooth = np.stack([np.cos(k * x / 3 + y / 2) for k in range(20)])[:, None] + rng.normal(0, 0.05, (20, 1, 5, 5))
+    centres = rng.uniform(-2, 2, (20, 2))
+    blobs = [np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 3) for cx, cy in centres]
+    smooth = np.stack(blobs)[:, None] * rng.choice([-1.0, 1.0], (20, 1, 1, 1)) + rng.normal(0, 0.05, (20, 1, 5, 5))
     assert filler_like(smooth) == ""  # neighbouring weights correlate: trained filters
 
 

@@ -101,7 +101,9 @@ def filler_like(weight: np.ndarray) -> str:
     fan_in = int(np.prod(weight.shape[1:])) if weight.ndim > 1 else n
     fan_out = int(weight.shape[0] * np.prod(weight.shape[2:])) if weight.ndim > 1 else n
     edge = float(np.abs(z).max())
-    if abs(kurtosis + 1.2) <= max(0.1, kurtosis_noise) and edge <= math.sqrt(3) * 1.001:
+    # Uniform: its largest weight sits at sqrt(3) stds (give or take the sample std's own error, ~sqrt(0.2/n)).
+    hard_edge = abs(edge / math.sqrt(3) - 1) <= 3 * math.sqrt(0.2 / n)
+    if abs(kurtosis + 1.2) <= max(0.1, kurtosis_noise) and hard_edge:
         return "xavier (uniform)"
     if abs(kurtosis) > max(0.3, kurtosis_noise):
         return ""
