@@ -63,15 +63,23 @@ def run_local(paths: list[str]) -> tuple[float, np.ndarray]:
     return time.perf_counter() - started, np.concatenate(rows)
 
 
-def run_ray(paths: list[str], actors: int) -> tuple[float, np.ndarray]:
-    """Seconds for a whole run (actors started, model loaded in them, rows on the driver), and the probabilities."""
+def run_ray(paths: list[str], actors: int) -> tuple[float, np.ndarray, float, float]:
+    """A whole run (actors started, model loaded in them, rows on the driver): seconds, probabilities,
+    seconds until the first rows arrived, and the rate after that (images/s: the steady state)."""
     from decoder.ray.batches import predict_batches_on_ray
     from decoder.runtime import Model
 
     model = Model.load(LENET, threads=1)
     started = time.perf_counter()
-    rows = [r.probabilities for r in predict_batches_on_ray(model, paths, top_k=5, batch_size=256, actors=actors)]
-    return time.perf_counter() - started, np.concatenate(rows)
+    rows = []
+    first, first_rows = 0.0, 0
+    for result in predict_batches_on_ray(model, paths, top_k=5, batch_size=256, actors=actors):
+        if not first:
+            first, first_rows = time.perf_counter(), len(result.positions)
+        rows.append(result.probabilities)
+    ended = time.perf_counter()
+    steady = (len(paths) - first_rows) / max(ended - first, 1e-9)
+    return ended - started, np.concatenate(rows), first - started, steady
 
 
 def driver_cost(paths: list[str]) -> float:
@@ -101,12 +109,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         paths = write_digits(Path(folder), args.images)
         started = time.perf_counter()
-        ray.init(
-            num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR, runtime_env=runtime_env()
-        )
+        quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+        ray.init(address="local", num_cpus=os.cpu_count(), runtime_env=runtime_env(), **quiet)  # a fresh Ray
         init_seconds = time.perf_counter() - started
         quiet_ray_data()
         times: dict[str, list[float]] = {"local": [], "ray, 1 actor": [], "ray, 2 actors": []}
+        warmups: dict[str, list[float]] = {"ray, 1 actor": [], "ray, 2 actors": []}
+        steady: dict[str, list[float]] = {"ray, 1 actor": [], "ray, 2 actors": []}
         reference = None
         for _ in range(args.repeats):
             seconds, local = run_local(paths)
@@ -114,9 +123,12 @@ def main() -> None:
             print(f"  local: {seconds:.2f} s", file=sys.stderr, flush=True)
             reference = local if reference is None else reference
             for actors in (1, 2):
-                seconds, remote = run_ray(paths, actors)
-                times[f"ray, {actors} actor{'s' if actors > 1 else ''}"].append(seconds)
-                print(f"  ray, {actors} actor(s): {seconds:.2f} s", file=sys.stderr, flush=True)
+                seconds, remote, warmup, rate = run_ray(paths, actors)
+                name = f"ray, {actors} actor{'s' if actors > 1 else ''}"
+                times[name].append(seconds)
+                warmups[name].append(warmup)
+                steady[name].append(rate)
+                print(f"  {name}: {seconds:.2f} s, first rows after {warmup:.2f} s", file=sys.stderr, flush=True)
                 assert np.array_equal(remote, reference), "Ray's probabilities differ from the local run's"
         per_image = driver_cost(paths)
         ray.shutdown()
@@ -129,6 +141,11 @@ def main() -> None:
         spread = f"{min(values):.2f}-{max(values):.2f}"
         print(
             f"{name:<14} {median:6.2f} s ({spread})  {args.images / median:8,.0f} images/s  {base / median:5.2f}x local"
+        )
+    for name in warmups:
+        print(
+            f"{name}: first rows after {statistics.median(warmups[name]):.1f} s (actors starting, model loading), "
+            f"then {statistics.median(steady[name]):,.0f} images/s"
         )
     print(
         f"driver, result rows back into batches: {per_image * 1e6:.1f} us/image ({1 / per_image:,.0f} images/s ceiling)"
