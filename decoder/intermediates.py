@@ -59,6 +59,8 @@ class LayerRunner:
         body = read_graph_metadata(props, str(p))
         self.layers = [LayerOutput(e["name"], e["type"], tuple(e["tops"])) for e in body["layers"]]
         self.input_name = model.graph.input[0].name
+        #: A net that mixes images keeps its declared batch: run that many images per call (decoder.runtime).
+        self.fixed_batch: int | None = body.get("fixed_batch")
         # Every Caffe blob is float32; an output needs no shape, so no shape inference and no copy of
         # the model (each costs seconds on a 100 MB net): the outputs are appended, serialized, removed.
         produced = {value for node in model.graph.node for value in node.output}
@@ -80,7 +82,13 @@ class LayerRunner:
 
     def run(self, blob: np.ndarray) -> dict[str, np.ndarray]:
         """All exposed values (every layer top and the graph outputs) for a preprocessed batch."""
-        values: list[Any] = self.session.run(None, {self.input_name: np.ascontiguousarray(blob, np.float32)})
+        feeds = {self.input_name: np.ascontiguousarray(blob, np.float32)}
+        if self.fixed_batch is None:
+            values: list[Any] = self.session.run(None, feeds)
+        else:
+            from decoder.runtime import run_fixed_batch
+
+            values = run_fixed_batch(lambda chunk: self.session.run(None, chunk), feeds, self.fixed_batch)
         return dict(zip(self.output_names, values, strict=True))
 
     def run_layers(self, blob: np.ndarray) -> dict[str, list[np.ndarray]]:

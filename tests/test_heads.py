@@ -206,7 +206,10 @@ def test_a_reshape_that_splits_each_image_keeps_the_declared_batch(
     assert "images are run 1 per call, never merged" in summary
     model = Model.load(model_path)
     assert model.graph.fixed_batch == 1
-    blob = model.preprocess(write_images(tmp_path / "images", 3))
+    images = write_images(tmp_path / "images", 3)
+    status, _, err = run(capsys, "diagnose", "--model", model_path, *images)  # its layer runner too: 1 per call
+    assert status == 0 and "internal error" not in err
+    blob = model.preprocess(images)
     ours = model.run(blob)
     reference = per_image_opencv(files, blob, ["cls_prob", "loc_reshape"])
     for name, value in ours.items():
