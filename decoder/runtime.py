@@ -36,7 +36,7 @@ from decoder.heads import CLASSIFIER, describe_outputs, head_kind, per_image_sha
 from decoder.spec import GRAPH_KEY, SPEC_KEY, PreprocessSpec, read_graph_metadata
 
 if TYPE_CHECKING:
-    from decoder.batching import Failure, PoolKind
+    from decoder.batching import Failure, PoolKind, PreparedBatch
 
 ImageItem = str | os.PathLike[str] | np.ndarray
 
@@ -295,24 +295,32 @@ class Model:
         ``workers=0`` does everything here. The fastest pipeline comes from a model loaded
         with ``pipeline=True``, as the CLI does.
         """
-        from decoder.batching import prepared_batches
-
         self.require_classifier()
-        spec = self._require_spec()
-        workers = self.plan.workers if workers is None else workers
-        batch_size = batch_size or self.default_batch_size()
-        for batch in prepared_batches(
-            items,
-            spec,
-            batch_size,
-            workers,
-            kind,
-            infer=self.probabilities,
-            infer_in_workers=self.plan.infer_in_workers,
-        ):
+        for batch in self._prepared_batches(items, batch_size, workers, kind, self.probabilities):
             # every image of a batch may have failed: then there are no scores
             probabilities = batch.scores if batch.scores is not None else np.empty((0, len(self.labels)))
             yield BatchResult(batch.names, batch.positions, probabilities, batch.failures, self.labels, top_k)
+
+    def _prepared_batches(
+        self,
+        items: Iterable[ImageItem],
+        batch_size: int | None,
+        workers: int | None,
+        kind: PoolKind,
+        infer: Callable[[np.ndarray], Any],
+    ) -> Iterator[PreparedBatch]:
+        """The batch pipeline with this model's plan filling in what the caller left as None."""
+        from decoder.batching import prepared_batches
+
+        return prepared_batches(
+            items,
+            self._require_spec(),
+            batch_size or self.default_batch_size(),
+            self.plan.workers if workers is None else workers,
+            kind,
+            infer=infer,
+            infer_in_workers=self.plan.infer_in_workers,
+        )
 
     def run_images(
         self, items: Iterable[ImageItem], batch_size: int | None = None, workers: int | None = None
@@ -322,20 +330,7 @@ class Model:
         For any model, classifier or not (``decode run``): each batch's outputs are (rows, ...)
         arrays by name, in input order; broken images are reported in ``failures``, never raised.
         """
-        from decoder.batching import prepared_batches
-
-        spec = self._require_spec()
-        workers = self.plan.workers if workers is None else workers
-        batch_size = batch_size or self.default_batch_size()
-        for batch in prepared_batches(
-            items,
-            spec,
-            batch_size,
-            workers,
-            "thread",
-            infer=self.run,  # type: ignore[arg-type]
-            infer_in_workers=self.plan.infer_in_workers,
-        ):
+        for batch in self._prepared_batches(items, batch_size, workers, "thread", self.run):
             outputs: dict[str, np.ndarray] = batch.scores if batch.scores is not None else {}  # type: ignore[assignment]
             yield OutputBatch(batch.names, batch.positions, outputs, batch.failures)
 

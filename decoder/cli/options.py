@@ -57,6 +57,27 @@ class _Number(click.ParamType):
             self.fail(f"{value!r} is not a number or a fraction such as 1/255", param, ctx)
 
 
+#: Images per ONNX Runtime call, for the commands that run image batches (predict, run).
+batch_size_option = click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(1),
+    help="Images per ONNX Runtime call [default: up to 256, fewer for nets with large activations].",
+)
+
+#: The broken-image policy of the batch commands: list and skip, or stop.
+strict_option = click.option(
+    "--strict", is_flag=True, help="Stop at the first unreadable image instead of listing and skipping it."
+)
+
+#: Where a list file's relative paths are read from.
+image_folder_option = click.option(
+    "--image-folder",
+    type=click.Path(file_okay=False),
+    help="Prefix for relative paths in list files (default: the list file's folder).",
+)
+
+
 def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command]:
     """The options that state how the model was trained; none has a default, so "not given" is visible.
 

@@ -22,7 +22,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from decoder.cli.options import device_option, model_option
+from decoder.cli.options import (
+    batch_size_option,
+    device_option,
+    image_folder_option,
+    model_option,
+    strict_option,
+)
 from decoder.decoding import Prediction, label_of
 from decoder.errors import DecoderError
 
@@ -90,12 +96,7 @@ def _number(value: float) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write results to FILE.csv or FILE.jsonl instead of stdout (atomically: temporary name, then rename).",
 )
-@click.option(
-    "--batch-size",
-    default=None,
-    type=click.IntRange(1),
-    help="Images per ONNX Runtime call [default: up to 256, fewer for nets with large activations].",
-)
+@batch_size_option
 @click.option(
     "--workers",
     default=None,
@@ -112,12 +113,8 @@ def _number(value: float) -> str:
 )
 @device_option
 @click.option("--pool", type=click.Choice(["thread", "process"]), default="thread", hidden=True)
-@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of listing and skipping it.")
-@click.option(
-    "--image-folder",
-    type=click.Path(file_okay=False),
-    help="Prefix for relative paths in list files (default: the list file's folder).",
-)
+@strict_option
+@image_folder_option
 @click.option(
     "--confusion",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from decoder.cli.options import model_option
+from decoder.cli.options import batch_size_option, image_folder_option, model_option, strict_option
 from decoder.errors import DecoderError
 
 #: The key of the image paths in the .npz (an output blob may not take it).
@@ -33,19 +33,10 @@ IMAGES_KEY = "images"
     type=click.Path(dir_okay=False, path_type=Path),
     help="The .npz to write: one (N, ...) array per output blob, plus `images` (the N paths).",
 )
-@click.option(
-    "--batch-size",
-    default=None,
-    type=click.IntRange(1),
-    help="Images per ONNX Runtime call [default: up to 256, fewer for large images].",
-)
+@batch_size_option
 @click.option("--workers", default=None, type=click.IntRange(0), help="Threads decoding and running batches [2].")
-@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of listing and skipping it.")
-@click.option(
-    "--image-folder",
-    type=click.Path(file_okay=False),
-    help="Prefix for relative paths in list files (default: the list file's folder).",
-)
+@strict_option
+@image_folder_option
 @click.option("--quiet", "-q", is_flag=True, help="No summary (errors are still reported).")
 def run(
     images: tuple[str, ...],
