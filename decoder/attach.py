@@ -9,6 +9,8 @@ On a file that already carries decoder metadata, attach EDITS: every setting not
 is kept (mean, scale, channel order, labels, resize mode, dataset size, the layer table,
 provenance), so `attach M -o M2 --labels labels.txt` only adds labels. Options are parsed
 by the same functions as `decode convert`'s, so the same option gives the same numbers.
+A file without ``decoder.cost`` gets it, as conversion writes it, so the runtime sizes its
+batches and threads by the network (decoder.execution), not by a guess from its input.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from decoder.conversion import (
     score_output_of,
     write_model_atomically,
 )
+from decoder.cost import ModelCost, model_cost
 from decoder.errors import DecoderError
 from decoder.spec import GRAPH_KEY, MEAN_KEY, SPEC_KEY, PreprocessSpec, read_graph_metadata
 
@@ -171,8 +174,32 @@ def attach(model_path: PathLike, output: PathLike, edits: AttachEdits | None = N
         graph.pop("kind_reason", None)
     graph["score_output"] = score
     new_props = props | spec.to_metadata() | {GRAPH_KEY: json.dumps(graph)}
+    if ModelCost.from_metadata(props) is None and (cost := _cost_without_weights(model)) is not None:
+        new_props |= cost.to_metadata()
     if spec.mean is None:
         new_props.pop(MEAN_KEY, None)
     onnx.helper.set_model_props(model, new_props)
     write_model_atomically(model, Path(output))
     return spec, score
+
+
+def _cost_without_weights(model: onnx.ModelProto) -> ModelCost | None:
+    """:func:`decoder.cost.model_cost` of ``model``, its weights' bytes set aside meanwhile.
+
+    Shape inference copies the whole model; without the weights the copy is a few KB even
+    for VGG-16. None when the graph defeats shape inference: the runtime then judges the
+    model by its input, as before.
+    """
+    set_aside = {}
+    for tensor in model.graph.initializer:
+        if len(tensor.raw_data) > 1024:
+            set_aside[tensor.name] = tensor.raw_data
+            tensor.ClearField("raw_data")
+    try:
+        return model_cost(model)
+    except Exception:  # onnx raises its own InferenceError / ValidationError types, and more
+        return None
+    finally:
+        for tensor in model.graph.initializer:
+            if tensor.name in set_aside:
+                tensor.raw_data = set_aside[tensor.name]

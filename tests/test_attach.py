@@ -88,3 +88,26 @@ def test_attach_refuses_labels_that_do_not_fit(tmp_path: Path, capsys: pytest.Ca
     assert status == 2
     assert "2 labels for 3 classes" in capsys.readouterr().err
     assert not (tmp_path / "ours.onnx").exists()
+
+
+def test_attach_stores_the_cost_the_runtime_plans_by(tmp_path: Path) -> None:
+    from decoder.cost import COST_KEY, ModelCost, model_cost
+    from decoder.wire import onnx_metadata
+
+    weight = foreign_classifier(tmp_path / "foreign.onnx", softmax=True)
+    assert main(["attach", str(tmp_path / "foreign.onnx"), "-o", str(tmp_path / "ours.onnx")]) == 0
+    stored = ModelCost.from_metadata(onnx_metadata(tmp_path / "ours.onnx") or {})
+    assert stored == model_cost(onnx.load(str(tmp_path / "foreign.onnx")))
+    assert stored.multiply_adds == weight.size and stored.weight_bytes == 4 * weight.size
+    assert Model.load(tmp_path / "ours.onnx").plan.cost == stored
+    # the weights went back in after the cost was worked out without them
+    attached = {t.name: t for t in onnx.load(str(tmp_path / "ours.onnx")).graph.initializer}
+    np.testing.assert_array_equal(numpy_helper.to_array(attached["W"]), weight)
+
+    # A file that has its cost keeps it (conversion worked it out from the Caffe net).
+    model = onnx.load(str(tmp_path / "ours.onnx"))
+    kept = ModelCost(multiply_adds=123, activation_bytes=456, weight_bytes=789)
+    onnx.helper.set_model_props(model, {p.key: p.value for p in model.metadata_props} | kept.to_metadata())
+    onnx.save(model, str(tmp_path / "costed.onnx"))
+    assert main(["attach", str(tmp_path / "costed.onnx"), "-o", str(tmp_path / "again.onnx")]) == 0
+    assert onnx_metadata(tmp_path / "again.onnx")[COST_KEY] == kept.to_metadata()[COST_KEY]

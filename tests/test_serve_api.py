@@ -428,3 +428,22 @@ def test_serve_without_the_extra_says_what_to_install(
     err = capsys.readouterr().err
     assert err.startswith("decode: error: decode serve needs the serve extra: pip install 'caffe-decoder[serve]'")
     assert err.count("\n") == 1
+
+
+def test_served_models_get_the_threads_their_size_wants_and_the_device_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import onnxruntime as ort
+
+    from tests.test_execution import RESNET50_LIKE, with_cost
+
+    large_path = with_cost(Path(shutil.copy(LENET, tmp_path / "large.onnx")), RESNET50_LIKE)
+    small, large = load_models([LENET, large_path])
+    # LeNet: one thread per call, the event loop parses on the other core; ResNet-50 class: every core.
+    assert small.model.session.get_session_options().intra_op_num_threads == 1
+    assert large.model.session.get_session_options().intra_op_num_threads == 0
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: nothing absent to ask for")
+    assert main(["serve", str(LENET), "--device", "cuda", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device 'cuda' is not available" in err[0] and "cpu" in err[0]

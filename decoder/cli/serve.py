@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from decoder.cli.options import device_option
 from decoder.errors import DecoderError
 
 #: Connections + requests in progress before new ones get 503 (each may hold up to --max-upload bytes).
@@ -66,6 +67,7 @@ def _job_ids(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Model calls run side by side."
 )
+@device_option
 def serve(
     models: tuple[str, ...],
     host: str,
@@ -77,6 +79,7 @@ def serve(
     max_batch: int,
     max_wait_ms: float,
     workers: int,
+    device: str,
 ) -> int:
     """Serve MODEL .onnx files over HTTP: DIGITS's REST API, /v1 JSON API, a web page at /.
 
@@ -102,7 +105,7 @@ def serve(
         max_wait=max_wait_ms / 1000,
         workers=workers,
     )
-    served = load_models(models, _job_ids(job_ids))
+    served = load_models(models, _job_ids(job_ids), providers=device)
     app = create_app(served, settings)
     listener = _listen(host, port)  # bound here, so a busy port is one clear line before anything is announced
     for model in served:

@@ -76,15 +76,24 @@ class ServedModel:
             return self._visualizer
 
 
-def load_models(paths: Iterable[str | os.PathLike[str]], job_ids: Mapping[str, str] | None = None) -> list[ServedModel]:
-    """Open each .onnx (one ONNX Runtime thread per call: the server runs batches side by side with parsing).
+def load_models(
+    paths: Iterable[str | os.PathLike[str]],
+    job_ids: Mapping[str, str] | None = None,
+    providers: str | None = None,
+) -> list[ServedModel]:
+    """Open each .onnx with the threads its plan gives a pipeline (decoder.execution).
 
-    ``job_ids`` maps a file stem to a DIGITS job id for models whose conversion did not record one.
+    A small net (LeNet class) gets one ONNX Runtime thread per call: its batches are as cheap
+    as parsing the uploads, which the event loop does on the other core. A large one
+    (ResNet-50 class) gets every core per call: its network is ~95% of the time, and one
+    thread would leave half the machine idle.
+    ``job_ids`` maps a file stem to a DIGITS job id for models whose conversion did not record one;
+    ``providers`` is ``--device`` (``cpu``, ``cuda``...).
     """
     job_ids = dict(job_ids or {})
     served: list[ServedModel] = []
     for path in paths:
-        model = Model.load(path, threads=1)
+        model = Model.load(path, providers=providers, pipeline=True)
         if model.spec is None:
             raise DecoderError("carries no image preprocessing (its input is not an image); cannot serve it", path)
         props = dict(model.session.get_modelmeta().custom_metadata_map)
