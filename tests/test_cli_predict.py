@@ -375,3 +375,36 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
     assert first.startswith(b'{"image": ')
     assert status == 0
     assert process.stderr.read() == b""
+
+
+def test_a_real_process_ends_with_all_its_output_written(tmp_path: Path) -> None:
+    """The console script leaves by os._exit (no interpreter teardown): nothing may be lost by it."""
+    repo = Path(__file__).resolve().parents[1]
+    samples = sorted((repo / "converted_models" / "samples").glob("digit_*.png"))
+    listing = tmp_path / "many.txt"
+    listing.write_text("".join(f"{p}\n" for p in samples) * 500)
+    model = repo / "converted_models" / "lenet.onnx"
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with (tmp_path / "stdout.jsonl").open("w") as stdout:  # a file: block-buffered, unlike a terminal
+        done = subprocess.run(
+            [sys.executable, "-m", "decoder.cli.main", str(listing), "-m", str(model), "--json"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=buffered,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0
+    rows = [json.loads(line) for line in (tmp_path / "stdout.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in rows] == [str(p) for p in samples] * 500
+    assert f"{len(rows):,} of {len(rows):,} images classified" in done.stderr  # the summary, after the rows
+    csv_run = subprocess.run(
+        [sys.executable, "-m", "decoder.cli.main", str(listing), "-m", str(model), "-o", str(tmp_path / "r.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert csv_run.returncode == 0 and len((tmp_path / "r.csv").read_text().splitlines()) == 1 + len(rows)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left

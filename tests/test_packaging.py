@@ -99,7 +99,7 @@ def test_wheel_metadata_names_the_distribution_its_dependencies_and_command(arti
     unconditional = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in requirements if "extra ==" not in r}
     assert unconditional == RUNTIME_DEPENDENCIES
     assert {"test", "viz", "dev"} <= set(metadata.get_all("Provides-Extra"))
-    assert "decode = decoder.cli.main:main" in entry_points
+    assert "decode = decoder.cli.main:entry" in entry_points
 
 
 def test_sdist_holds_the_sources_without_tests(artifacts: dict[str, Path]) -> None:
