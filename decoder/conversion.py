@@ -512,6 +512,11 @@ def write_model_atomically(
     return write_onnx(model, Path(output), weights)
 
 
+def given_overrides(overrides: dict[str, object] | None) -> list[str]:
+    """The :func:`convert` ``overrides`` that were given, as options (``--input-shape``): to refuse them on a .onnx."""
+    return [f"--{key.replace('_', '-')}" for key, value in (overrides or {}).items() if value not in (None, ())]
+
+
 def convert(
     sources: ModelSources,
     output: Path,

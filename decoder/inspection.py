@@ -295,42 +295,62 @@ def _load(path: Path) -> onnx.ModelProto:
         raise DecoderError(f"not a readable ONNX model ({type(exc).__name__})", path) from None
 
 
-def _table_only(prototxt: Path, caffemodel: Path | None, source: str, why: str) -> Inspection:
+def _table_only(
+    prototxt: Path, caffemodel: Path | None, source: str, why: str, input_shape: tuple[int, int, int] | None
+) -> Inspection:
     """The layer table of a Caffe net converted in memory, without preprocessing (``why`` says so)."""
     from decoder.caffe_io import load_net
     from decoder.conversion import graph_metadata, score_output_of
     from decoder.converter import convert_net
 
-    net = load_net(prototxt, caffemodel)
+    net = load_net(prototxt, caffemodel, input_shape=input_shape)
     graph = convert_net(net, placeholder_weights=caffemodel is None)  # placeholders have the right shapes
     onnx.helper.set_model_props(graph.model, graph_metadata(graph, net, score_output_of(graph.outputs)))
     return replace(inspect_model(graph.model, source), no_preprocessing=why)
 
 
-def inspect_path(path: str, weights: str | None = None) -> Inspection:
+def inspect_path(
+    path: str,
+    weights: str | None = None,
+    overrides: dict[str, object] | None = None,
+    mean: str | None = None,
+    labels: str | None = None,
+) -> Inspection:
     """Inspect a .onnx, or anything `decode convert` accepts (converted to a temporary file first).
 
     When conversion refuses the files for a preprocessing reason (a mean file named but
     missing, say), the layer table is still shown and the preprocessing line gives the reason.
+    ``overrides``, ``mean``, ``labels``: `decode convert`'s options, for Caffe files.
     """
+    from decoder.conversion import given_overrides
+
     p = Path(path)
+    input_shape = (overrides or {}).get("input_shape")
     if p.suffix.lower() == ".onnx":
+        given = given_overrides(overrides) + [f"--{k}" for k, v in (("mean", mean), ("labels", labels)) if v]
+        if given:
+            raise DecoderError(
+                f"{', '.join(given)}: options for converting Caffe files; a .onnx carries its own settings", p
+            )
         return inspect_model(_load(p), str(p))
     from decoder.sources import open_sources
 
     if p.suffix.lower() == ".prototxt" and weights is None:
-        return _table_only(p, None, str(p), "none: a bare prototxt (give --weights to convert it as a whole)")
+        why = "none: a bare prototxt (give --weights to convert it as a whole)"
+        return _table_only(p, None, str(p), why, input_shape)
     from decoder.conversion import convert
 
     sources_args = {"prototxt": p, "weights": weights} if p.suffix.lower() == ".prototxt" else {"weights": weights}
+    sources_args |= {"mean": mean, "labels": labels}
     with tempfile.TemporaryDirectory(prefix="decoder-inspect-") as folder:
         output = Path(folder) / "model.onnx"
         with open_sources(None if "prototxt" in sources_args else p, **sources_args) as sources:
             try:
-                convert(sources, output)
+                convert(sources, output, overrides=overrides)
             except DecoderError as exc:
                 # The net may still convert on its own; if not, its own error is the one to show.
-                return _table_only(sources.prototxt, sources.caffemodel, str(p), f"not worked out: {exc.message}")
+                why = f"not worked out: {exc.message}"
+                return _table_only(sources.prototxt, sources.caffemodel, str(p), why, input_shape)
         return inspect_model(_load(output), str(p))
 
 

@@ -17,10 +17,11 @@ Three things every caller needs, kept in one place so both commands say the same
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,35 @@ def opencv_reason(exc: BaseException) -> str:
     return _LOCATION.sub("", line)[:300]
 
 
-def load_opencv_net(prototxt: PathLike, caffemodel: PathLike) -> OpenCVNet:
-    """``readNetFromCaffe`` of the deploy net (training-only layers dropped) and the caffemodel."""
+@contextlib.contextmanager
+def deploy_for_opencv(
+    prototxt: PathLike, caffemodel: PathLike, input_shape: tuple[int, int, int] | None = None
+) -> Iterator[Path]:
+    """``prototxt`` itself when it is a deploy net, else its deploy net in a temporary file.
+
+    A train/test net whose images come from a data layer declares no input, so OpenCV
+    could not size it: here it gets the input conversion worked out (``input_shape``, the
+    data layer's size, the weights' channels), exactly the net `decode convert` converted.
+    """
+    from decoder.caffe_io import deploy_prototxt, load_net
+
+    net = load_net(prototxt, caffemodel, input_shape=input_shape)
+    if not net.dropped and input_shape is None:
+        yield Path(prototxt)
+        return
+    with tempfile.TemporaryDirectory(prefix="decoder-opencv-") as folder:
+        deploy = Path(folder) / f"{Path(prototxt).stem}.deploy.prototxt"
+        deploy.write_text(deploy_prototxt(net), encoding="utf-8")
+        yield deploy
+
+
+def load_opencv_net(prototxt: PathLike, caffemodel: PathLike, shown: PathLike | None = None) -> OpenCVNet:
+    """``readNetFromCaffe`` of the deploy net (training-only layers dropped) and the caffemodel.
+
+    ``shown``: the file to name in messages when ``prototxt`` is a temporary deploy net.
+    """
     cv2 = require_opencv_caffe()
+    shown = prototxt if shown is None else shown
     proto, inputs, dropped = pruned_deploy_net(prototxt)
     try:
         if dropped:
@@ -91,13 +118,11 @@ def load_opencv_net(prototxt: PathLike, caffemodel: PathLike) -> OpenCVNet:
         else:
             net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
     except cv2.error as exc:
-        raise DecoderError(
-            f"OpenCV {cv2.__version__} refused the Caffe files: {opencv_reason(exc)}", prototxt
-        ) from None
+        raise DecoderError(f"OpenCV {cv2.__version__} refused the Caffe files: {opencv_reason(exc)}", shown) from None
     net.enableFusion(False)  # every layer's own output, not a fused one
-    name = Path(prototxt).name + (f" without {', '.join(dropped)}" if dropped else "")
+    name = Path(shown).name + (f" without {', '.join(dropped)}" if dropped else "")
     description = f"OpenCV {cv2.__version__} readNetFromCaffe({name}, {Path(caffemodel).name})"
-    return OpenCVNet(net, tuple(inputs), tuple(dropped), description, str(prototxt))
+    return OpenCVNet(net, tuple(inputs), tuple(dropped), description, str(shown))
 
 
 def forward(loaded: OpenCVNet, feeds: dict[str, Any], names: Sequence[str]) -> list[Any]:

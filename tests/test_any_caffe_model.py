@@ -351,3 +351,47 @@ def test_the_data_layer_states_the_input_shape(
     prototxt.write_text(f'layer {{ name: "d" top: "data" top: "label" {data_layer} }}\n{body}')
     net = load_net(prototxt, deploy.caffemodel)
     assert net.inputs[0].shape == shape and source in net.input_source and net.dropped == ["d"]
+
+
+def test_commands_that_convert_on_the_fly_take_the_options_conversion_asks_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """compare, diagnose and inspect name `--input-shape` in the error on a train/test net: they must accept it."""
+    deploy = classifier(channels=1, seed=11).write(tmp_path / "reference", "deploy")
+    prototxt = tmp_path / "train_test.prototxt"
+    prototxt.write_text(TRAIN_TEST.format(train_crop=SIZE + 2, test_crop="", classes=CLASSES))
+    caffe = ["--prototxt", str(prototxt), "--weights", str(deploy.caffemodel)]
+    shape = ["--input-shape", f"1,{SIZE},{SIZE}"]
+    picture = tmp_path / "g.png"
+    image(picture, 4, channels=1)
+
+    for command in (["compare", *caffe], ["diagnose", str(picture), *caffe]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "give it with --input-shape C,H,W" in err
+
+    # compare: the train/test net, converted with the option, against OpenCV's run of its deploy net
+    assert main(["compare", *caffe, *shape, "--json"]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert compared["passed"] and compared["layers"][-1]["name"] == "ip1" and compared["layers"][-1]["max_abs"] >= 0
+    assert "deploy.prototxt" not in compared["reference"] and "train_test" in compared["reference"]
+
+    # diagnose: the same options as convert, the scale of the TEST data layer stated, the mean given
+    assert main(["diagnose", str(picture), *caffe, *shape, "--mean-kind", "none", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["stated"]["scale"].startswith("0.00390625 (train_test.prototxt") and report["inputs"]["count"] == 1
+
+    # inspect: the table and the preprocessing conversion would write
+    assert main(["inspect", str(prototxt), "--weights", str(deploy.caffemodel), *shape, "--json"]) == 0
+    inspected = json.loads(capsys.readouterr().out)
+    assert inspected["preprocessing"]["scale"] == 0.00390625, inspected["preprocessing"]
+    assert inspected["inputs"] == {"data": ["N", 1, SIZE, SIZE]} and inspected["layers"][-1]["name"] == "ip1"
+
+    # A .onnx carries its own settings: the options are refused, not ignored.
+    out = tmp_path / "tt.onnx"
+    assert main(["convert", *caffe, *shape, "-o", str(out)]) == 0
+    capsys.readouterr()
+    for command in (["compare", "--model", str(out)], ["inspect", str(out)]):
+        assert main([*command, "--mean-kind", "none"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--mean-kind: options for converting Caffe files" in err

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from decoder.cli.options import conversion_overrides, preprocessing_options
+
 
 @click.command()
 @click.argument("images", nargs=-1)
@@ -21,6 +23,8 @@ import click
     "--against-blobs", type=click.Path(dir_okay=False), help="Reference: the same model fed this second .npy batch."
 )
 @click.option("--blobs", type=click.Path(dir_okay=False), help="Input: a .npy (N, C, H, W) batch instead of IMAGES.")
+@click.option("--train-val", type=click.Path(), help="train_val.prototxt (tells the mean kind), with --prototxt.")
+@preprocessing_options(input_shape=True)
 @click.option("--tolerance", default=1e-4, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare(
@@ -32,6 +36,16 @@ def compare(
     against: str | None,
     against_blobs: str | None,
     blobs: str | None,
+    train_val: str | None,
+    input_shape: str | None,
+    labels: str | None,
+    mean: str | None,
+    mean_values: str | None,
+    mean_kind: str | None,
+    scale: float | None,
+    channel_order: str | None,
+    resize_mode: str | None,
+    score_output: str | None,
     tolerance: float,
     as_json: bool,
 ) -> int:
@@ -54,6 +68,16 @@ def compare(
         against=against,
         against_blobs=None if against_blobs is None else load_blob_file(against_blobs),
         tolerance=tolerance,
+        overrides=conversion_overrides(
+            mean_kind=mean_kind,
+            mean_values=mean_values,
+            resize_mode=resize_mode,
+            scale=scale,
+            channel_order=channel_order,
+            input_shape=input_shape,
+            score_output=score_output,
+        ),
+        files={"mean": mean, "labels": labels, "train_val": train_val},
     )
     click.echo(result.to_json() if as_json else result.format())
     return 0

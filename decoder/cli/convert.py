@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from decoder.cli.options import parse_input_shape, parse_mean_values, preprocessing_options
+from decoder.cli.options import conversion_overrides, preprocessing_options
 from decoder.cli.settings import settings_lines
 
 if TYPE_CHECKING:
@@ -52,19 +49,20 @@ def convert(
     """
     from decoder.conversion import convert as run_conversion
     from decoder.errors import DecoderError
+    from decoder.opencv_caffe import deploy_for_opencv
     from decoder.sources import open_sources
 
     if source is None and not (prototxt and weights):
         raise DecoderError("give a DIGITS archive or folder, or both --prototxt and --weights")
-    overrides = {
-        "mean_kind": mean_kind,
-        "mean_values": parse_mean_values(mean_values),
-        "resize_mode": resize_mode,
-        "scale": scale,
-        "channel_order": channel_order,
-        "input_shape": parse_input_shape(input_shape),
-        "score_output": score_output,
-    }
+    overrides = conversion_overrides(
+        mean_kind=mean_kind,
+        mean_values=mean_values,
+        resize_mode=resize_mode,
+        scale=scale,
+        channel_order=channel_order,
+        input_shape=input_shape,
+        score_output=score_output,
+    )
     with open_sources(
         source, prototxt=prototxt, weights=weights, mean=mean, labels=labels, train_val=train_val
     ) as sources:
@@ -72,23 +70,8 @@ def convert(
         _summarise(report)
         if not verify:
             return 0
-        with _deploy_for_opencv(sources.prototxt, sources.caffemodel, overrides["input_shape"]) as deploy:
+        with deploy_for_opencv(sources.prototxt, sources.caffemodel, overrides["input_shape"]) as deploy:
             return _verify(Path(output), deploy, sources.caffemodel)
-
-
-@contextlib.contextmanager
-def _deploy_for_opencv(prototxt: Path, caffemodel: Path, input_shape: tuple[int, int, int] | None) -> Iterator[Path]:
-    """``prototxt`` itself when it is a deploy net, else its deploy net in a temporary file (OpenCV reads no others)."""
-    from decoder.caffe_io import deploy_prototxt, load_net
-
-    net = load_net(prototxt, caffemodel, input_shape=input_shape)  # the weights may tell the channels
-    if not net.dropped and input_shape is None:
-        yield prototxt
-        return
-    with tempfile.TemporaryDirectory(prefix="decoder-verify-") as folder:
-        deploy = Path(folder) / f"{prototxt.stem}.deploy.prototxt"
-        deploy.write_text(deploy_prototxt(net), encoding="utf-8")
-        yield deploy
 
 
 def _summarise(report: ConversionReport) -> None:

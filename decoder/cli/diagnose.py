@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import click
 
+from decoder.cli.options import conversion_overrides, preprocessing_options
+
 
 @click.command()
 @click.argument("images", nargs=-1)
 @click.option("--model", "-m", type=click.Path(), help="A .onnx from `decode convert`, or a DIGITS archive / folder.")
 @click.option("--prototxt", type=click.Path(), help="Deploy prototxt (Caffe files instead of --model).")
 @click.option("--weights", type=click.Path(), help="Trained .caffemodel.")
-@click.option("--mean", type=click.Path(), help="mean.binaryproto.")
-@click.option("--labels", type=click.Path(), help="labels.txt.")
 @click.option("--train-val", type=click.Path(), help="train_val.prototxt (tells the mean kind).")
+@preprocessing_options(input_shape=True)
 @click.option(
     "--blobs",
     type=click.Path(dir_okay=False),
@@ -37,9 +38,16 @@ def diagnose(
     model: str | None,
     prototxt: str | None,
     weights: str | None,
-    mean: str | None,
-    labels: str | None,
     train_val: str | None,
+    input_shape: str | None,
+    labels: str | None,
+    mean: str | None,
+    mean_values: str | None,
+    mean_kind: str | None,
+    scale: float | None,
+    channel_order: str | None,
+    resize_mode: str | None,
+    score_output: str | None,
     blobs: str | None,
     scores: str | None,
     expect: str | None,
@@ -74,6 +82,15 @@ def diagnose(
         mean=mean,
         labels=labels,
         train_val=train_val,
+        overrides=conversion_overrides(
+            mean_kind=mean_kind,
+            mean_values=mean_values,
+            resize_mode=resize_mode,
+            scale=scale,
+            channel_order=channel_order,
+            input_shape=input_shape,
+            score_output=score_output,
+        ),
     )
     click.echo(report.to_json() if as_json else report.format(show_layers=show_layers))
     return 0

@@ -78,10 +78,18 @@ image_folder_option = click.option(
 )
 
 
+#: For Caffe files whose prototxt declares no input size.
+input_shape_option = click.option(
+    "--input-shape",
+    help="C,H,W of the input, for nets whose prototxt declares none (train/test or V1 data-layer nets).",
+)
+
+
 def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command]:
     """The options that state how the model was trained; none has a default, so "not given" is visible.
 
-    ``input_shape`` adds ``--input-shape`` (only convert reads a Caffe net that may lack one).
+    ``input_shape`` adds ``--input-shape``, for the commands that convert Caffe files (convert,
+    and diagnose, compare and inspect, which convert on the fly); attach edits a .onnx.
     """
     options = [
         click.option("--labels", type=click.Path(), help="Labels file, one per line (labels.txt, synset_words.txt)."),
@@ -102,13 +110,7 @@ def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command
         click.option("--score-output", help="Output blob holding the class scores [default: last in sorted order]."),
     ]
     if input_shape:
-        options.insert(
-            0,
-            click.option(
-                "--input-shape",
-                help="C,H,W of the input, for nets whose prototxt declares none (train/test or V1 data-layer nets).",
-            ),
-        )
+        options.insert(0, input_shape_option)
 
     def decorate(command: _Command) -> _Command:
         for option in reversed(options):
@@ -142,3 +144,28 @@ def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
     if len(values) != 3 or min(values) <= 0:
         raise DecoderError(f"--input-shape {text!r} is not C,H,W (three positive integers, e.g. 3,224,224)")
     return values[0], values[1], values[2]
+
+
+def conversion_overrides(
+    *,
+    mean_kind: str | None = None,
+    mean_values: str | None = None,
+    resize_mode: str | None = None,
+    scale: float | None = None,
+    channel_order: str | None = None,
+    input_shape: str | None = None,
+    score_output: str | None = None,
+) -> dict[str, object]:
+    """The :func:`preprocessing_options` values as `decoder.conversion.convert` takes them (None: not given).
+
+    ``--labels`` and ``--mean`` are files, which go to ``open_sources`` instead.
+    """
+    return {
+        "mean_kind": mean_kind,
+        "mean_values": parse_mean_values(mean_values),
+        "resize_mode": resize_mode,
+        "scale": scale,
+        "channel_order": channel_order,
+        "input_shape": parse_input_shape(input_shape),
+        "score_output": score_output,
+    }

@@ -163,11 +163,21 @@ def compare_outputs(
     return diffs, missing
 
 
-def opencv_runner(prototxt: PathLike, caffemodel: PathLike, names: Sequence[str]) -> tuple[Runner, str]:
-    """A runner returning OpenCV's output of every named layer it knows (the net fed as it is converted)."""
-    from decoder.opencv_caffe import forward, load_opencv_net
+def opencv_runner(
+    prototxt: PathLike,
+    caffemodel: PathLike,
+    names: Sequence[str],
+    input_shape: tuple[int, int, int] | None = None,
+) -> tuple[Runner, str]:
+    """A runner returning OpenCV's output of every named layer it knows (the net fed as it is converted).
 
-    loaded = load_opencv_net(prototxt, caffemodel)
+    A train/test net is given to OpenCV as the deploy net conversion made of it
+    (``input_shape`` where its data layer does not state the size).
+    """
+    from decoder.opencv_caffe import deploy_for_opencv, forward, load_opencv_net
+
+    with deploy_for_opencv(prototxt, caffemodel, input_shape) as deploy:
+        loaded = load_opencv_net(deploy, caffemodel, shown=prototxt)
     known = set(loaded.net.getLayerNames())
     wanted = [n for n in names if n in known]
     if len(loaded.inputs) > 1:
@@ -205,6 +215,8 @@ def compare(
     against: PathLike | None = None,
     against_blobs: np.ndarray | None = None,
     tolerance: float = TOLERANCE,
+    overrides: dict[str, object] | None = None,
+    files: dict[str, PathLike | None] | None = None,
 ) -> Comparison:
     """Compare ``model`` layer by layer with a reference and name the first diverging layer.
 
@@ -214,16 +226,21 @@ def compare(
     files ``caffe`` (archive or folder) or ``prototxt`` + ``weights`` run by OpenCV, or the
     model's own Caffe files run by OpenCV. The input is ``blobs``, else DIGITS's
     preprocessing of ``images``, else seeded random pixels through DIGITS's preprocessing.
+    ``overrides``: `decode convert`'s preprocessing options, for Caffe files converted here
+    (``input_shape`` also sizes the net OpenCV is given); ``files``: its ``mean``, ``labels``
+    and ``train_val`` files.
     """
     from decoder.diagnosis.opening import open_model
     from decoder.sources import open_sources
 
+    given = {key: value for key, value in (files or {}).items() if value is not None}
     caffe_reference = caffe is not None or (model is not None and (prototxt is not None or weights is not None))
     with contextlib.ExitStack() as stack:
         if model is None:
-            opened = stack.enter_context(open_model(None, prototxt=prototxt, weights=weights))
+            caffe_files = {"prototxt": prototxt, "weights": weights, **given}
+            opened = stack.enter_context(open_model(None, overrides=overrides, **caffe_files))
         else:
-            opened = stack.enter_context(open_model(model))
+            opened = stack.enter_context(open_model(model, overrides=overrides, **given))
         if opened.onnx is None:
             names = ", ".join(repr(f.evidence.get("layer", "?")) for f in opened.findings)
             raise DecoderError(f"cannot convert: layer(s) {names} have no trained weights (see `decode diagnose`)")
@@ -249,7 +266,9 @@ def compare(
                     "name a reference: --caffe SOURCE (or --prototxt and --weights), --against OTHER.onnx, "
                     "or --against-blobs B.npy"
                 )
-            opencv, description = opencv_runner(sources.prototxt, sources.caffemodel, [name for name, _ in layers])
+            names = [name for name, _ in layers]
+            input_shape = (overrides or {}).get("input_shape")
+            opencv, description = opencv_runner(sources.prototxt, sources.caffemodel, names, input_shape)  # type: ignore[arg-type]
             reference = opencv(blob)
         diffs, missing = compare_outputs(ours, reference, layers, tolerance)
         result = Comparison(str(opened.name), description, source, len(blob), tolerance, diffs, missing)

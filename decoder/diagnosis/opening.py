@@ -48,12 +48,27 @@ def open_model(
     mean: PathLike | None = None,
     labels: PathLike | None = None,
     train_val: PathLike | None = None,
+    overrides: dict[str, object] | None = None,
 ) -> Iterator[OpenedModel]:
-    """Yield an :class:`OpenedModel` for a .onnx or Caffe sources (converted into a temporary folder)."""
+    """Yield an :class:`OpenedModel` for a .onnx or Caffe sources (converted into a temporary folder).
+
+    ``overrides`` are `decode convert`'s preprocessing options (``input_shape``, ``mean_kind``,
+    ... as :func:`decoder.conversion.convert` takes them), so that the advice conversion
+    gives ("give --input-shape", "give --mean-kind none") works in every command.
+    """
+    from decoder.conversion import given_overrides
+
+    given = given_overrides(overrides)
     caffe_given = any(v is not None for v in (prototxt, weights, mean, labels, train_val))
     if model is not None and is_onnx(model) and not caffe_given:
         if not Path(model).is_file():
             raise DecoderError("model file not found", model)
+        if given:
+            raise DecoderError(
+                f"{', '.join(given)}: options for converting Caffe files; a .onnx carries its own settings "
+                "(`decode attach` changes them)",
+                model,
+            )
         yield OpenedModel(Path(model), str(model))
         return
     if model is None and not caffe_given:
@@ -70,13 +85,13 @@ def open_model(
         train_val=train_val,
     ) as sources:
         name = sources.origin or str(sources.prototxt)
-        missing = check_weights(sources)
+        missing = check_weights(sources, (overrides or {}).get("input_shape"))  # type: ignore[arg-type]
         if missing:
             yield OpenedModel(None, name, sources, tuple(missing))
             return
         scratch = Path(tempfile.mkdtemp(prefix="decoder-diagnose-"))
         try:
-            report = convert(sources, scratch / "model.onnx")
+            report = convert(sources, scratch / "model.onnx", overrides=overrides)
             yield OpenedModel(report.output, name, sources, (), tuple(report.notes))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

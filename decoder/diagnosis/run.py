@@ -55,6 +55,7 @@ def diagnose(
     mean: PathLike | None = None,
     labels: PathLike | None = None,
     train_val: PathLike | None = None,
+    overrides: dict[str, object] | None = None,
 ) -> Report:
     """Why does this model give constant or wrong answers on these inputs?
 
@@ -64,9 +65,11 @@ def diagnose(
     float32, or a .npy path), in the order of ``images`` when both are given; ``expect``
     the labels the user expected (names or class numbers), one per image or blob;
     ``scores`` what the user's code read out of the network for those inputs (N, K), to
-    check it read the right blob the right way.
+    check it read the right blob the right way. ``overrides``: `decode convert`'s preprocessing
+    options, for Caffe files converted here.
     """
-    with open_model(model, prototxt=prototxt, weights=weights, mean=mean, labels=labels, train_val=train_val) as opened:
+    sources = {"prototxt": prototxt, "weights": weights, "mean": mean, "labels": labels, "train_val": train_val}
+    with open_model(model, **sources, overrides=overrides) as opened:
         if opened.onnx is None:
             return Report(opened.name, list(opened.findings), {"count": 0}, notes=list(opened.notes))
         caller_scores = _load_blobs(scores)

@@ -30,9 +30,12 @@ def needs_weights(layer: object) -> bool:
     return kind in WEIGHTED_TYPES
 
 
-def check_weights(sources: ModelSources) -> list[Finding]:
-    """One finding per deploy layer without trained blobs, with the likely original name."""
-    net = load_net(sources.prototxt, sources.caffemodel)
+def check_weights(sources: ModelSources, input_shape: tuple[int, int, int] | None = None) -> list[Finding]:
+    """One finding per deploy layer without trained blobs, with the likely original name.
+
+    ``input_shape``: the net's C, H, W where its prototxt does not say (`--input-shape`).
+    """
+    net = load_net(sources.prototxt, sources.caffemodel, input_shape=input_shape)
     trained = {layer.name: layer for layer in upgraded_layers(read_caffemodel(sources.caffemodel)) if layer.blobs}
     used = {layer.name for layer in net.layers}
     unused = [layer for name, layer in trained.items() if name not in used]
