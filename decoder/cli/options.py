@@ -104,6 +104,7 @@ def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command
         click.option(
             "--channel-order",
             type=click.Choice(CHANNEL_ORDERS, case_sensitive=False),
+            metavar=f"[{'|'.join(CHANNEL_ORDERS)}]",  # click would show them lower-cased; every message says RGB
             help="Channel order the net was trained on (Caffe tools: BGR; PIL/skimage/PyTorch data: RGB).",
         ),
         click.option("--resize-mode", type=click.Choice(RESIZE_MODES), help="How images reach the input size."),
