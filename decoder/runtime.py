@@ -123,6 +123,39 @@ def _spec_input_values(props: dict[str, str]) -> int | None:
         return None
 
 
+def _open_session(path: Path, threads: int | None, providers: list[str], cacheable: bool) -> tuple[Any, Path | None]:
+    """An ONNX Runtime session for ``path``; a large CPU model's optimized graph is kept (decoder.session_cache).
+
+    Returns the session and the cached graph it was opened from (None: from ``path`` itself).
+    """
+    import onnxruntime as ort
+
+    from decoder import session_cache
+
+    cached = session_cache.cached_graph_path(path, ort.__version__) if cacheable else None
+    if cached is not None and cached.is_file():
+        options = execution.session_options(threads)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # optimized already
+        try:
+            session = ort.InferenceSession(str(cached), options, providers=providers)
+            session_cache.used(cached)
+            return session, cached
+        except Exception:  # damaged or foreign: made again below from the model itself
+            session_cache.discard(cached)
+    options = execution.session_options(threads)
+    temporary = session_cache.temporary_path(cached) if cached is not None else None
+    if temporary is not None:
+        options.optimized_model_filepath = str(temporary)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+        raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", path) from None
+    finally:
+        if temporary is not None:
+            session_cache.publish(temporary, cached)  # type: ignore[arg-type]
+    return session, None
+
+
 def _first_line(exc: BaseException) -> str:
     """ONNX Runtime's messages run over many lines; the first (capped) says what went wrong."""
     text = str(exc).strip()
@@ -147,6 +180,8 @@ class Model:
         self.input_name = session.get_inputs()[0].name
         #: Batch size, pipeline shape and session options chosen for this model (decoder.execution).
         self.plan = plan or execution.plan_for(None, _input_values(spec))
+        #: The optimized graph the session was opened from (decoder.session_cache), if it was.
+        self.cached_graph: Path | None = None
 
     @classmethod
     def load(
@@ -156,6 +191,7 @@ class Model:
         threads: int | None = None,
         providers: str | list[str] | tuple[str, ...] | None = None,
         pipeline: bool = False,
+        cache_graph: bool = True,
     ) -> Model:
         """Open a .onnx; ``spec`` replaces the preprocessing stored in it (needed for foreign models).
 
@@ -164,9 +200,9 @@ class Model:
         one for small nets, whose two workers run concurrent calls, every core for large ones).
         ``providers``: a ``--device`` name (``cpu``, ``cuda``, ``tensorrt``...) or ONNX Runtime
         provider names; one this onnxruntime lacks is a DecoderError listing those it has.
+        ``cache_graph``: keep a large model's optimized graph for the next load
+        (:mod:`decoder.session_cache`; False for temporary copies).
         """
-        import onnxruntime as ort
-
         p = Path(path)
         if p.is_dir():
             raise DecoderError("is a directory, expected a .onnx model", p)
@@ -180,10 +216,8 @@ class Model:
             threads = plan.pipeline_threads
         if not plan.small:
             execution.release_freed_memory()
-        try:
-            session = ort.InferenceSession(str(p), execution.session_options(threads), providers=chosen)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
-            raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", p) from None
+        cacheable = cache_graph and not plan.small and chosen == ["CPUExecutionProvider"]
+        session, cached = _open_session(p, threads, chosen, cacheable)
         if chosen[0] not in session.get_providers():  # ONNX Runtime falls back to the CPU silently
             raise DecoderError(f"ONNX Runtime could not start {chosen[0]} (missing GPU libraries or driver?)", p)
         props = dict(session.get_modelmeta().custom_metadata_map)
@@ -195,7 +229,9 @@ class Model:
             spec = PreprocessSpec.from_metadata(props, str(p))
         if spec is not None and ModelCost.from_metadata(props) is None:
             plan = execution.plan_for(None, _input_values(spec))  # a foreign model: judged by its input
-        return cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p), shapes), str(p), plan)
+        model = cls(session, spec, GraphInfo.from_metadata(props, outputs, str(p), shapes), str(p), plan)
+        model.cached_graph = cached
+        return model
 
     @property
     def labels(self) -> tuple[str, ...]:

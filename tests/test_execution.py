@@ -117,3 +117,62 @@ def test_an_absent_device_is_one_line_listing_the_available_ones(tmp_path: Path,
     assert len(err) == 1 and "available:" in err[0] and "CPUExecutionProvider" in err[0]
     assert main([str(image), "--model", str(tiny.path), "--device", "CPUExecutionProvider", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["image"] == str(image)
+
+
+def test_a_large_models_optimized_graph_is_kept_and_reused_until_the_model_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DECODER_CACHE", str(cache))
+    files = write_model("cifar10_quick", tmp_path / "zoo")
+    path = tmp_path / "model.onnx"
+    assert main(["convert", str(files.folder), "-o", str(path)]) == 0
+    with_cost(path, RESNET50_LIKE)  # planned as a large net: the one kind whose graph is kept
+    blob = np.random.default_rng(0).uniform(-100, 100, (3, *files.input_shape)).astype(np.float32)
+
+    first = Model.load(path)
+    assert first.cached_graph is None  # optimized from the model, and saved
+    kept = list(cache.glob("*.ort.onnx"))
+    assert len(kept) == 1 and kept[0].name.startswith("model-") and not list(cache.glob(".*.tmp"))
+    second = Model.load(path)
+    assert second.cached_graph == kept[0]
+    assert second.session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    expected = first.run(blob)
+    for name, values in second.run(blob).items():
+        np.testing.assert_array_equal(values, expected[name])  # the same graph: the same numbers
+    assert second.labels == first.labels and second.spec == first.spec  # the metadata travels with it
+
+    # A changed model is a new entry; a damaged entry is made again; small nets are not kept.
+    with_cost(path, RESNET50_LIKE)
+    assert Model.load(path).cached_graph is None and len(list(cache.glob("*.ort.onnx"))) == 2
+    for entry in cache.glob("*.ort.onnx"):
+        entry.write_bytes(b"not a graph")
+    damaged = Model.load(path)
+    assert damaged.cached_graph is None
+    np.testing.assert_array_equal(damaged.run(blob)[damaged.graph.score_output], expected[first.graph.score_output])
+    assert Model.load(path).cached_graph is not None
+    assert Model.load(write_tiny_model(tmp_path).path).cached_graph is None
+
+    # Off, or a folder that cannot be written: the model loads all the same, nothing is kept.
+    monkeypatch.setenv("DECODER_CACHE", "off")
+    assert Model.load(path).cached_graph is None
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    monkeypatch.setenv("DECODER_CACHE", str(blocked / "cache"))
+    assert Model.load(path).run(blob).keys() == expected.keys()
+
+
+def test_the_graph_cache_keeps_to_its_size_by_dropping_the_least_recently_used(tmp_path: Path) -> None:
+    import os
+
+    from decoder.session_cache import evict
+
+    sizes = {"a": 400, "b": 300, "c": 200, "d": 100}
+    for age, (name, size) in enumerate(sizes.items()):
+        entry = tmp_path / f"{name}.ort.onnx"
+        entry.write_bytes(b"x" * size)
+        os.utime(entry, ns=(10**18 + age * 10**9, 10**18 + age * 10**9))  # a oldest ... d newest
+    (tmp_path / "notes.txt").write_bytes(b"x" * 1000)  # not ours: never counted, never removed
+    evict(tmp_path, keep=tmp_path / "a.ort.onnx", limit=650)
+    # a is kept (just written), b and c go (oldest first) until 400 + 100 <= 650
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ort.onnx", "d.ort.onnx", "notes.txt"]

@@ -149,7 +149,8 @@ def _load_from_bytes(data: bytes, threads: int | None, providers: str | None = N
     try:
         path = Path(folder) / "model.onnx"
         path.write_bytes(data)
-        return Model.load(path, threads=threads, providers=providers)
+        # A new temporary path each time: its optimized graph would be a new cache entry each time.
+        return Model.load(path, threads=threads, providers=providers, cache_graph=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
