@@ -142,17 +142,21 @@ def _open_session(path: Path, threads: int | None, providers: list[str], cacheab
             return session, cached
         except Exception:  # damaged or foreign: made again below from the model itself
             session_cache.discard(cached)
-    options = execution.session_options(threads)
     temporary = session_cache.temporary_path(cached) if cached is not None else None
     if temporary is not None:
+        options = execution.session_options(threads)
         options.optimized_model_filepath = str(temporary)
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception:  # saving the graph may be what failed (a full disk): try once more without
+            session_cache.discard(temporary)
+        else:
+            session_cache.publish(temporary, cached)  # type: ignore[arg-type]
+            return session, None
     try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        session = ort.InferenceSession(str(path), execution.session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", path) from None
-    finally:
-        if temporary is not None:
-            session_cache.publish(temporary, cached)  # type: ignore[arg-type]
     return session, None
 
 

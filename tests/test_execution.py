@@ -176,3 +176,17 @@ def test_the_graph_cache_keeps_to_its_size_by_dropping_the_least_recently_used(t
     evict(tmp_path, keep=tmp_path / "a.ort.onnx", limit=650)
     # a is kept (just written), b and c go (oldest first) until 400 + 100 <= 650
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ort.onnx", "d.ort.onnx", "notes.txt"]
+
+
+def test_a_broken_large_model_is_one_error_and_leaves_no_cache_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DECODER_CACHE", str(cache))
+    path = with_cost(write_tiny_model(tmp_path).path, RESNET50_LIKE)
+    model = onnx.load(str(path))
+    model.graph.node.append(onnx.helper.make_node("NoSuchOperator", [model.graph.output[0].name], ["extra"]))
+    onnx.save(model, str(path))
+    with pytest.raises(DecoderError, match="not a loadable ONNX model"):
+        Model.load(path)
+    assert not cache.exists() or list(cache.iterdir()) == []
