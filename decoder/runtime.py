@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from decoder import execution, wire
+from decoder import execution, session_cache, wire
 from decoder.cost import ModelCost
 from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
@@ -130,8 +130,6 @@ def _open_session(path: Path, threads: int | None, providers: list[str], cacheab
     """
     import onnxruntime as ort
 
-    from decoder import session_cache
-
     cached = session_cache.cached_graph_path(path, ort.__version__) if cacheable else None
     if cached is not None and cached.is_file():
         options = execution.session_options(threads)
@@ -220,7 +218,7 @@ class Model:
             threads = plan.pipeline_threads
         if not plan.small:
             execution.release_freed_memory()
-        cacheable = cache_graph and not plan.small and chosen == ["CPUExecutionProvider"]
+        cacheable = cache_graph and chosen == ["CPUExecutionProvider"] and session_cache.worth_caching(plan)
         session, cached = _open_session(p, threads, chosen, cacheable)
         if chosen[0] not in session.get_providers():  # ONNX Runtime falls back to the CPU silently
             raise DecoderError(f"ONNX Runtime could not start {chosen[0]} (missing GPU libraries or driver?)", p)

@@ -7,6 +7,14 @@ process: each `decode` run, each server start, each Ray actor. Loading the graph
 Runtime saved after optimizing it took 0.15 s at a peak RSS of 212-218 MB instead of 270,
 with the same results and speed (measured on 2 cores, ResNet-50 98 MB).
 
+Which models: those whose graph rewriting is the cost, i.e. large nets (decoder.execution)
+with at most :data:`MAX_WEIGHT_BYTES` of weights. Saving the graph makes ONNX Runtime hold a
+second copy of the model once, and the time it saves is the rewriting: measured on the
+ladder, ResNet-50 (98 MB, BatchNorm + Scale everywhere) 1.16 -> 0.60 s, GoogLeNet (27 MB)
+0.51 -> 0.44 s, but AlexNet (233 MB) 1.09 -> 1.04 s and VGG-16 (528 MB) 2.63 -> 2.47 s,
+whose loading is reading and repacking big weights, for +320 and +620 MB of peak memory on
+the first run.
+
 The saved graph is only valid where it was made: NCHWc kernels depend on the CPU, the
 format on the ONNX Runtime version. The cache key is therefore the model file's identity
 (path, size, modification time, inode), ONNX Runtime's version and the CPU's model and
@@ -25,16 +33,24 @@ copies (Ray's actors) are not cached: every copy would be a new entry.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import platform
-import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from decoder.execution import RunPlan
 
 #: ``$DECODER_CACHE`` values that turn the cache off.
 OFF = ("off", "0", "no", "false")
-#: Most bytes of optimized graphs kept (about four VGG-16s, twenty ResNet-50s).
+#: Most bytes of optimized graphs kept (about twenty ResNet-50s).
 MAX_BYTES = 2 * 2**30
+#: Largest weights whose graph is kept (see the module docstring).
+MAX_WEIGHT_BYTES = 128 * 2**20
+
+
+def worth_caching(plan: RunPlan) -> bool:
+    """Whether a model planned as ``plan`` gains from a kept graph: a large net of modest weights."""
+    return not plan.small and plan.cost is not None and plan.cost.weight_bytes <= MAX_WEIGHT_BYTES
 
 
 def cache_folder() -> Path | None:
@@ -61,6 +77,8 @@ def cached_graph_path(model: Path, ort_version: str) -> Path | None:
     identity = "\0".join(
         [str(resolved), str(stat.st_size), str(stat.st_mtime_ns), str(stat.st_ino), ort_version, _cpu_identity()]
     )
+    import hashlib  # here, not at the top: a LeNet cold start never gets this far
+
     key = hashlib.sha256(identity.encode()).hexdigest()[:24]
     return folder / f"{model.stem}-{key}.ort.onnx"
 
@@ -73,7 +91,7 @@ def temporary_path(final: Path) -> Path | None:
         return None
     if not os.access(final.parent, os.W_OK):
         return None
-    return final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    return final.with_name(f".{final.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 def publish(temporary: Path, final: Path) -> None:
@@ -123,4 +141,6 @@ def _cpu_identity() -> str:
         wanted = [line for line in lines if line.startswith(("model name", "flags", "Features", "CPU part"))]
         return "\n".join(sorted(set(wanted)))
     except OSError:
+        import platform
+
         return f"{platform.machine()} {platform.processor()}"

@@ -8,6 +8,7 @@ really got, where inference runs in the pipeline, and the execution-provider che
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -152,6 +153,11 @@ def test_a_large_models_optimized_graph_is_kept_and_reused_until_the_model_chang
     np.testing.assert_array_equal(damaged.run(blob)[damaged.graph.score_output], expected[first.graph.score_output])
     assert Model.load(path).cached_graph is not None
     assert Model.load(write_tiny_model(tmp_path).path).cached_graph is None
+    # Big weights (VGG-16 class): loading is reading them, not rewriting the graph; not kept.
+    heavy = ModelCost(RESNET50_LIKE.multiply_adds, RESNET50_LIKE.activation_bytes, weight_bytes=553_000_000)
+    before = sorted(cache.glob("*.ort.onnx"))
+    assert Model.load(with_cost(Path(shutil.copy(path, tmp_path / "heavy.onnx")), heavy)).cached_graph is None
+    assert sorted(cache.glob("*.ort.onnx")) == before
 
     # Off, or a folder that cannot be written: the model loads all the same, nothing is kept.
     monkeypatch.setenv("DECODER_CACHE", "off")
