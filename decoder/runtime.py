@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from decoder import execution, session_cache, wire
+from decoder import execution, wire
 from decoder.cost import ModelCost
 from decoder.decoding import Prediction, decode, to_probabilities
 from decoder.errors import DecoderError
@@ -123,14 +123,20 @@ def _spec_input_values(props: dict[str, str]) -> int | None:
         return None
 
 
-def _open_session(path: Path, threads: int | None, providers: list[str], cacheable: bool) -> tuple[Any, Path | None]:
+def _open_session(
+    path: Path, threads: int | None, providers: list[str], cacheable: bool, plan: execution.RunPlan
+) -> tuple[Any, Path | None]:
     """An ONNX Runtime session for ``path``; a large CPU model's optimized graph is kept (decoder.session_cache).
 
     Returns the session and the cached graph it was opened from (None: from ``path`` itself).
     """
     import onnxruntime as ort
 
-    cached = session_cache.cached_graph_path(path, ort.__version__) if cacheable else None
+    if not cacheable:  # small nets never get here: session_cache stays unimported for a LeNet cold start
+        return _plain_session(path, threads, providers), None
+    from decoder import session_cache
+
+    cached = session_cache.cached_graph_path(path, ort.__version__) if session_cache.worth_caching(plan) else None
     if cached is not None and cached.is_file():
         options = execution.session_options(threads)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # optimized already
@@ -151,11 +157,16 @@ def _open_session(path: Path, threads: int | None, providers: list[str], cacheab
         else:
             session_cache.publish(temporary, cached)  # type: ignore[arg-type]
             return session, None
+    return _plain_session(path, threads, providers), None
+
+
+def _plain_session(path: Path, threads: int | None, providers: list[str]) -> Any:
+    import onnxruntime as ort
+
     try:
-        session = ort.InferenceSession(str(path), execution.session_options(threads), providers=providers)
+        return ort.InferenceSession(str(path), execution.session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         raise DecoderError(f"not a loadable ONNX model ({_first_line(exc)})", path) from None
-    return session, None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -218,8 +229,8 @@ class Model:
             threads = plan.pipeline_threads
         if not plan.small:
             execution.release_freed_memory()
-        cacheable = cache_graph and chosen == ["CPUExecutionProvider"] and session_cache.worth_caching(plan)
-        session, cached = _open_session(p, threads, chosen, cacheable)
+        cacheable = cache_graph and not plan.small and chosen == ["CPUExecutionProvider"]
+        session, cached = _open_session(p, threads, chosen, cacheable, plan)
         if chosen[0] not in session.get_providers():  # ONNX Runtime falls back to the CPU silently
             raise DecoderError(f"ONNX Runtime could not start {chosen[0]} (missing GPU libraries or driver?)", p)
         props = dict(session.get_modelmeta().custom_metadata_map)
