@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from decoder.cli.options import parse_mean_values, preprocessing_options
+from decoder.cli.options import Preprocessing, parse_mean_values, preprocessing_options
 from decoder.cli.settings import settings_lines
 
 
@@ -17,14 +17,7 @@ from decoder.cli.settings import settings_lines
 def attach(
     model: str,
     output: str,
-    labels: str | None,
-    mean: str | None,
-    mean_values: str | None,
-    mean_kind: str | None,
-    scale: float | None,
-    channel_order: str | None,
-    resize_mode: str | None,
-    score_output: str | None,
+    preprocessing: Preprocessing,
 ) -> int:
     """Write MODEL with the preprocessing and labels `decode` needs, so it predicts like ours.
 
@@ -35,16 +28,17 @@ def attach(
     from decoder.attach import attach as run_attach
     from decoder.sources import read_labels
 
+    stated = preprocessing
     edits = AttachEdits(
-        mean=mean,
-        mean_values=parse_mean_values(mean_values),
-        mean_kind=mean_kind,
-        labels=read_labels(Path(labels)) if labels else None,
-        labels_file=Path(labels).name if labels else "",
-        resize_mode=resize_mode,
-        channel_order=channel_order,
-        scale=scale,
-        score_output=score_output,
+        mean=stated.mean,
+        mean_values=parse_mean_values(stated.mean_values),
+        mean_kind=stated.mean_kind,
+        labels=read_labels(Path(stated.labels)) if stated.labels else None,
+        labels_file=Path(stated.labels).name if stated.labels else "",
+        resize_mode=stated.resize_mode,
+        channel_order=stated.channel_order,
+        scale=stated.scale,
+        score_output=stated.score_output,
     )
     spec, score = run_attach(model, output, edits)
     click.echo(f"wrote {output}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from decoder.cli.options import conversion_overrides, preprocessing_options
+from decoder.cli.options import Preprocessing, preprocessing_options
 
 
 @click.command()
@@ -37,17 +37,9 @@ def compare(
     against_blobs: str | None,
     blobs: str | None,
     train_val: str | None,
-    input_shape: str | None,
-    labels: str | None,
-    mean: str | None,
-    mean_values: str | None,
-    mean_kind: str | None,
-    scale: float | None,
-    channel_order: str | None,
-    resize_mode: str | None,
-    score_output: str | None,
     tolerance: float,
     as_json: bool,
+    preprocessing: Preprocessing,
 ) -> int:
     """Name the first layer where MODEL and the reference disagree (IMAGES, --blobs or random pixels as input)."""
     from decoder.cli.inputs import expand_images
@@ -68,16 +60,8 @@ def compare(
         against=against,
         against_blobs=None if against_blobs is None else load_blob_file(against_blobs),
         tolerance=tolerance,
-        overrides=conversion_overrides(
-            mean_kind=mean_kind,
-            mean_values=mean_values,
-            resize_mode=resize_mode,
-            scale=scale,
-            channel_order=channel_order,
-            input_shape=input_shape,
-            score_output=score_output,
-        ),
-        files={"mean": mean, "labels": labels, "train_val": train_val},
+        overrides=preprocessing.overrides(),
+        files={"mean": preprocessing.mean, "labels": preprocessing.labels, "train_val": train_val},
     )
     click.echo(result.to_json() if as_json else result.format())
     return 0

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from decoder.cli.options import conversion_overrides, preprocessing_options
+from decoder.cli.options import Preprocessing, preprocessing_options
 from decoder.cli.settings import settings_lines
 
 if TYPE_CHECKING:
@@ -29,17 +29,9 @@ def convert(
     prototxt: str | None,
     weights: str | None,
     train_val: str | None,
-    input_shape: str | None,
-    labels: str | None,
-    mean: str | None,
-    mean_values: str | None,
-    mean_kind: str | None,
-    scale: float | None,
-    channel_order: str | None,
-    resize_mode: str | None,
-    score_output: str | None,
     opset: int | None,
     verify: bool,
+    preprocessing: Preprocessing,
 ) -> int:
     """Convert SOURCE (DIGITS archive, job folder, or folder with prototxt + caffemodel) to ONNX.
 
@@ -54,17 +46,14 @@ def convert(
 
     if source is None and not (prototxt and weights):
         raise DecoderError("give a DIGITS archive or folder, or both --prototxt and --weights")
-    overrides = conversion_overrides(
-        mean_kind=mean_kind,
-        mean_values=mean_values,
-        resize_mode=resize_mode,
-        scale=scale,
-        channel_order=channel_order,
-        input_shape=input_shape,
-        score_output=score_output,
-    )
+    overrides = preprocessing.overrides()
     with open_sources(
-        source, prototxt=prototxt, weights=weights, mean=mean, labels=labels, train_val=train_val
+        source,
+        prototxt=prototxt,
+        weights=weights,
+        mean=preprocessing.mean,
+        labels=preprocessing.labels,
+        train_val=train_val,
     ) as sources:
         report = run_conversion(sources, Path(output), opset=opset, overrides=overrides)
         _summarise(report)

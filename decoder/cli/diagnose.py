@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from decoder.cli.options import conversion_overrides, preprocessing_options
+from decoder.cli.options import Preprocessing, preprocessing_options
 
 
 @click.command()
@@ -39,20 +39,12 @@ def diagnose(
     prototxt: str | None,
     weights: str | None,
     train_val: str | None,
-    input_shape: str | None,
-    labels: str | None,
-    mean: str | None,
-    mean_values: str | None,
-    mean_kind: str | None,
-    scale: float | None,
-    channel_order: str | None,
-    resize_mode: str | None,
-    score_output: str | None,
     blobs: str | None,
     scores: str | None,
     expect: str | None,
     as_json: bool,
     show_layers: bool,
+    preprocessing: Preprocessing,
 ) -> int:
     """Explain constant or wrong predictions: input range, mean, channels, layout, polarity, weights, layers.
 
@@ -79,18 +71,10 @@ def diagnose(
         expect=expected,
         prototxt=prototxt,
         weights=weights,
-        mean=mean,
-        labels=labels,
+        mean=preprocessing.mean,
+        labels=preprocessing.labels,
         train_val=train_val,
-        overrides=conversion_overrides(
-            mean_kind=mean_kind,
-            mean_values=mean_values,
-            resize_mode=resize_mode,
-            scale=scale,
-            channel_order=channel_order,
-            input_shape=input_shape,
-            score_output=score_output,
-        ),
+        overrides=preprocessing.overrides(),
     )
     click.echo(report.to_json() if as_json else report.format(show_layers=show_layers))
     return 0

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from decoder.cli.options import conversion_overrides, preprocessing_options
+from decoder.cli.options import Preprocessing, preprocessing_options
 
 
 @click.command()
@@ -17,16 +17,8 @@ from decoder.cli.options import conversion_overrides, preprocessing_options
 def inspect(
     model: str,
     weights: str | None,
-    input_shape: str | None,
-    labels: str | None,
-    mean: str | None,
-    mean_values: str | None,
-    mean_kind: str | None,
-    scale: float | None,
-    channel_order: str | None,
-    resize_mode: str | None,
-    score_output: str | None,
     as_json: bool,
+    preprocessing: Preprocessing,
 ) -> int:
     """Show MODEL's preprocessing (with where each setting came from), labels and layers.
 
@@ -36,15 +28,8 @@ def inspect(
     """
     from decoder.inspection import format_inspection, inspect_path
 
-    overrides = conversion_overrides(
-        mean_kind=mean_kind,
-        mean_values=mean_values,
-        resize_mode=resize_mode,
-        scale=scale,
-        channel_order=channel_order,
-        input_shape=input_shape,
-        score_output=score_output,
+    result = inspect_path(
+        model, weights, preprocessing.overrides(), mean=preprocessing.mean, labels=preprocessing.labels
     )
-    result = inspect_path(model, weights, overrides, mean=mean, labels=labels)
     click.echo(json.dumps(result.to_dict()) if as_json else format_inspection(result))
     return 0

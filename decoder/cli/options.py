@@ -7,7 +7,9 @@ declared here once (:func:`preprocessing_options`) and parsed by the same functi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import click
@@ -85,9 +87,38 @@ input_shape_option = click.option(
 )
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the user stated with :func:`preprocessing_options`, as typed (None: not given)."""
+
+    labels: str | None = None
+    mean: str | None = None
+    mean_values: str | None = None
+    mean_kind: str | None = None
+    scale: float | None = None
+    channel_order: str | None = None
+    resize_mode: str | None = None
+    score_output: str | None = None
+    input_shape: str | None = None
+
+    def overrides(self) -> dict[str, object]:
+        """The settings as `decoder.conversion.convert` takes them (``--labels`` and ``--mean``
+        are files, which go to ``open_sources`` instead)."""
+        return {
+            "mean_kind": self.mean_kind,
+            "mean_values": parse_mean_values(self.mean_values),
+            "resize_mode": self.resize_mode,
+            "scale": self.scale,
+            "channel_order": self.channel_order,
+            "input_shape": parse_input_shape(self.input_shape),
+            "score_output": self.score_output,
+        }
+
+
 def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command]:
     """The options that state how the model was trained; none has a default, so "not given" is visible.
 
+    The command receives them as one ``preprocessing`` argument (:class:`Preprocessing`).
     ``input_shape`` adds ``--input-shape``, for the commands that convert Caffe files (convert,
     and diagnose, compare and inspect, which convert on the fly); attach edits a .onnx.
     """
@@ -112,11 +143,18 @@ def preprocessing_options(*, input_shape: bool) -> Callable[[_Command], _Command
     ]
     if input_shape:
         options.insert(0, input_shape_option)
+    names = [f.name for f in fields(Preprocessing)]
 
     def decorate(command: _Command) -> _Command:
+        @functools.wraps(command)
+        def gathered(*args: Any, **kwargs: Any) -> Any:
+            stated = {name: kwargs.pop(name) for name in names if name in kwargs}
+            return command(*args, preprocessing=Preprocessing(**stated), **kwargs)
+
+        wrapped: Any = gathered
         for option in reversed(options):
-            command = option(command)
-        return command
+            wrapped = option(wrapped)
+        return wrapped  # type: ignore[no-any-return]
 
     return decorate
 
@@ -145,28 +183,3 @@ def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
     if len(values) != 3 or min(values) <= 0:
         raise DecoderError(f"--input-shape {text!r} is not C,H,W (three positive integers, e.g. 3,224,224)")
     return values[0], values[1], values[2]
-
-
-def conversion_overrides(
-    *,
-    mean_kind: str | None = None,
-    mean_values: str | None = None,
-    resize_mode: str | None = None,
-    scale: float | None = None,
-    channel_order: str | None = None,
-    input_shape: str | None = None,
-    score_output: str | None = None,
-) -> dict[str, object]:
-    """The :func:`preprocessing_options` values as `decoder.conversion.convert` takes them (None: not given).
-
-    ``--labels`` and ``--mean`` are files, which go to ``open_sources`` instead.
-    """
-    return {
-        "mean_kind": mean_kind,
-        "mean_values": parse_mean_values(mean_values),
-        "resize_mode": resize_mode,
-        "scale": scale,
-        "channel_order": channel_order,
-        "input_shape": parse_input_shape(input_shape),
-        "score_output": score_output,
-    }
